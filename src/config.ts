@@ -1,0 +1,61 @@
+import os from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+import { InputError } from './errors.js';
+
+/**
+ * The only place that reads process.env. Everything else receives a Config.
+ */
+const schema = z.object({
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must start with postgres:// or postgresql://')
+    .optional(),
+  REDIS_URL: z
+    .string()
+    .regex(/^rediss?:\/\//, 'must start with redis:// or rediss://')
+    .optional(),
+  PRESCORE_JOBS_DIR: z.string().min(1).default('jobs'),
+  PRESCORE_HOME: z.string().min(1).default('.prescore'),
+  PRESCORE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  PRESCORE_INFERENCE_THREADS: z.coerce.number().int().min(1).max(256).optional(),
+  PRESCORE_CHUNK_CONCURRENCY: z.coerce.number().int().min(1).max(256).optional(),
+});
+
+export interface Config {
+  databaseUrl: string | undefined;
+  redisUrl: string | undefined;
+  jobsDir: string;
+  /** Where the embedded PostgreSQL keeps its data when no DATABASE_URL is given. */
+  homeDir: string;
+  logLevel: string;
+  /** Worker threads that run ONNX inference; each gets cores / threads intra-op threads. */
+  inferenceThreads: number;
+  /** Chunks one process works on at once. */
+  chunkConcurrency: number;
+}
+
+export function resolveConfig(env: Record<string, string | undefined> = process.env): Config {
+  const input: Record<string, string> = {};
+  for (const key of Object.keys(schema.shape)) {
+    const value = env[key];
+    if (value !== undefined && value !== '') input[key] = value;
+  }
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const key = String(issue.path[0]);
+    throw new InputError(`environment variable ${key} ${issue.message} (got ${JSON.stringify(input[key])})`);
+  }
+  const c = parsed.data;
+  const cores = Math.max(1, os.availableParallelism());
+  return {
+    databaseUrl: c.DATABASE_URL,
+    redisUrl: c.REDIS_URL,
+    jobsDir: path.resolve(c.PRESCORE_JOBS_DIR),
+    homeDir: path.resolve(c.PRESCORE_HOME),
+    logLevel: c.PRESCORE_LOG_LEVEL,
+    inferenceThreads: c.PRESCORE_INFERENCE_THREADS ?? cores,
+    chunkConcurrency: c.PRESCORE_CHUNK_CONCURRENCY ?? Math.max(2, cores),
+  };
+}

@@ -1,0 +1,38 @@
+import pg from 'pg';
+import type { Logger } from '../log.js';
+
+export type Pool = pg.Pool;
+export type PoolClient = pg.PoolClient;
+
+// int8 and numeric come back as strings (exact); we convert only where a number is safe.
+pg.types.setTypeParser(pg.types.builtins.DATE, (v) => v);
+
+export function createPool(connectionString: string, log: Logger, max = 10): Pool {
+  const pool = new pg.Pool({ connectionString, max, application_name: 'prescore' });
+  // An idle client losing its server must not crash the process (pg-boss does the same).
+  pool.on('error', (err) => log.warn({ err: err.message }, 'postgres connection error'));
+  return pool;
+}
+
+export async function withClient<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    return await fn(client);
+  } finally {
+    client.release();
+  }
+}
+
+export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+  return withClient(pool, async (client) => {
+    await client.query('BEGIN');
+    try {
+      const result = await fn(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+  });
+}

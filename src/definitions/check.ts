@@ -1,0 +1,208 @@
+import { ValidationError } from '../errors.js';
+import type { Pool } from '../db/pool.js';
+import { parseQualifiedName, quoteIdent, quoteQualified, type QualifiedName } from '../db/ident.js';
+import { resolveOutputMapping, type OutputMapping } from '../models/output.js';
+import { resolveModel, type PinnedModel } from '../models/registry.js';
+import { NUMERIC_INPUT_TYPES, type InputType } from '../models/signature.js';
+import type { JobFile } from './load.js';
+import type { JobSpec } from './schema.js';
+
+/** How a feature column travels through binary COPY: the SQL cast and its wire width. */
+export type WireType = 'float4' | 'float8' | 'int8';
+
+export interface ResolvedFeature {
+  name: string;
+  pgType: string;
+  wire: WireType;
+}
+
+/**
+ * A job checked against the live catalog and its pinned model: everything a worker needs to
+ * read, score and write a chunk. Plain JSON, stored with the run so every worker of a run
+ * uses the same plan even if the job file changes meanwhile.
+ */
+export interface ResolvedJob {
+  name: string;
+  file: string;
+  spec: JobSpec;
+  table: QualifiedName;
+  key: { name: string; pgType: string };
+  partition: { name: string; kind: 'date' | 'timestamp' | 'timestamptz' };
+  features: ResolvedFeature[];
+  model: PinnedModel;
+  input: { name: string; type: InputType; batch: number | null };
+  mapping: OutputMapping;
+}
+
+const NUMERIC_TYPES = new Set(['int2', 'int4', 'int8', 'float4', 'float8', 'numeric']);
+const PARTITION_TYPES: Record<string, ResolvedJob['partition']['kind']> = {
+  date: 'date',
+  timestamp: 'timestamp',
+  timestamptz: 'timestamptz',
+};
+const KEY_TYPES = new Set(['int2', 'int4', 'int8', 'text', 'varchar', 'bpchar', 'uuid', 'numeric', 'date']);
+
+function wireFor(pgType: string, input: InputType): WireType {
+  if (input === 'float64') return 'float8';
+  if (input === 'int64') return ['int2', 'int4', 'int8'].includes(pgType) ? 'int8' : 'float8';
+  // float32: PostgreSQL refuses float8/numeric -> float4 casts that overflow, so those travel as float8.
+  return ['float8', 'numeric'].includes(pgType) ? 'float8' : 'float4';
+}
+
+interface Column {
+  name: string;
+  typname: string;
+  formatted: string;
+}
+
+async function readColumns(pool: Pool, table: QualifiedName): Promise<Map<string, Column> | null> {
+  const rel = await pool.query(
+    `SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')`,
+    [table.schema, table.name],
+  );
+  if (rel.rowCount === 0) return null;
+  const { rows } = await pool.query<{ name: string; typname: string; formatted: string }>(
+    `SELECT a.attname AS name, t.typname, format_type(a.atttypid, a.atttypmod) AS formatted
+       FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+      WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped`,
+    [rel.rows[0].oid],
+  );
+  return new Map(rows.map((r) => [r.name, r]));
+}
+
+/** True when a unique index makes the key unique per date (on (key) or (key, partition)). */
+async function hasUniqueKey(pool: Pool, table: QualifiedName, key: string, partition: string): Promise<boolean> {
+  const { rows } = await pool.query<{ cols: string[] }>(
+    `SELECT array_agg(a.attname) AS cols
+       FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+       JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY (i.indkey)
+      WHERE n.nspname = $1 AND c.relname = $2 AND i.indisunique AND i.indpred IS NULL
+      GROUP BY i.indexrelid`,
+    [table.schema, table.name],
+  );
+  return rows.some((r) => r.cols.includes(key) && r.cols.every((c) => c === key || c === partition));
+}
+
+/**
+ * Checks a job against the catalog and its model. Every problem is collected and thrown at
+ * once as a ValidationError naming the job file, the field and the fix.
+ * `checkData` also scans the table for keys that repeat within a date when no unique index
+ * guarantees it (costly on big tables: `jobs validate` does it, `run` relies on the unique
+ * index it builds before publishing).
+ */
+export async function resolveJob(pool: Pool, job: JobFile, options: { checkData?: boolean } = {}): Promise<ResolvedJob> {
+  const { spec } = job;
+  const problems: string[] = [];
+  let model: PinnedModel | undefined;
+  try {
+    model = await resolveModel(pool, spec.model);
+  } catch (err) {
+    problems.push(`model: ${(err as Error).message}`);
+  }
+
+  let input: ResolvedJob['input'] | undefined;
+  let mapping: OutputMapping = {};
+  if (model) {
+    const sig = model.signature;
+    const where = `model ${model.name} v${model.version}`;
+    if (sig.inputs.length !== 1) {
+      problems.push(
+        `model: ${where} has ${sig.inputs.length} inputs (${sig.inputs.map((i) => i.name).join(', ')}); prescore feeds one [batch, features] tensor: export the model with a single input`,
+      );
+    } else {
+      const inp = sig.inputs[0]!;
+      if (!(NUMERIC_INPUT_TYPES as readonly string[]).includes(inp.type)) {
+        problems.push(`model: ${where} input "${inp.name}" is ${inp.type}; prescore feeds float32, float64 or int64`);
+      } else if (inp.shape.length !== 2) {
+        problems.push(
+          `model: ${where} input "${inp.name}" has shape [${inp.shape.map((d) => d ?? '?').join(', ')}]; prescore feeds [batch, features]`,
+        );
+      } else {
+        const width = inp.shape[1];
+        if (width !== null && width !== spec.source.features.length) {
+          problems.push(
+            `source.features: lists ${spec.source.features.length} columns but ${where} takes ${width} features per row: list exactly the model's inputs, in its order`,
+          );
+        }
+        input = { name: inp.name, type: inp.type as InputType, batch: inp.shape[0] ?? null };
+      }
+    }
+    const resolved = resolveOutputMapping(spec.output, sig);
+    problems.push(...resolved.problems);
+    mapping = resolved.mapping;
+  }
+
+  let table: QualifiedName | undefined;
+  try {
+    table = parseQualifiedName(spec.source.table, 'source.table');
+  } catch (err) {
+    problems.push((err as Error).message);
+  }
+  let columns: Map<string, Column> | null = null;
+  if (table) {
+    columns = await readColumns(pool, table);
+    if (!columns)
+      problems.push(`source.table: table ${spec.source.table} does not exist (looked for ${table.schema}.${table.name})`);
+  }
+
+  const features: ResolvedFeature[] = [];
+  let keyCol: Column | undefined;
+  let partKind: ResolvedJob['partition']['kind'] | undefined;
+  if (columns) {
+    const missing = (field: string, col: string) =>
+      `${field}: column "${col}" does not exist in ${spec.source.table} (columns: ${[...columns!.keys()].join(', ')})`;
+    keyCol = columns.get(spec.source.key);
+    if (!keyCol) problems.push(missing('source.key', spec.source.key));
+    else if (!KEY_TYPES.has(keyCol.typname)) {
+      problems.push(
+        `source.key: column "${keyCol.name}" is ${keyCol.formatted}; keys must be an integer, text, uuid, numeric or date column`,
+      );
+    }
+    const part = columns.get(spec.source.partition);
+    if (!part) problems.push(missing('source.partition', spec.source.partition));
+    else {
+      partKind = PARTITION_TYPES[part.typname];
+      if (!partKind)
+        problems.push(`source.partition: column "${part.name}" is ${part.formatted}; it must be date, timestamp or timestamptz`);
+    }
+    spec.source.features.forEach((name, i) => {
+      const col = columns!.get(name);
+      if (!col) problems.push(missing(`source.features[${i}]`, name));
+      else if (!NUMERIC_TYPES.has(col.typname)) {
+        problems.push(
+          `source.features[${i}]: column "${name}" is ${col.formatted}, not numeric (smallint, integer, bigint, real, double precision, numeric)`,
+        );
+      } else {
+        features.push({ name, pgType: col.typname, wire: wireFor(col.typname, input?.type ?? 'float32') });
+      }
+    });
+    if (options.checkData && keyCol && part && table && !(await hasUniqueKey(pool, table, keyCol.name, part.name))) {
+      const dup = await pool.query<{ d: string; k: string }>(
+        `SELECT ${quoteIdent(part.name)}::text AS d, ${quoteIdent(keyCol.name)}::text AS k FROM ${quoteQualified(table)}
+          GROUP BY 1, 2 HAVING count(*) > 1 LIMIT 1`,
+      );
+      if (dup.rows[0]) {
+        problems.push(
+          `source.key: key ${dup.rows[0].k} appears more than once on ${dup.rows[0].d}: the key must be unique per date (add a unique index on (${keyCol.name}, ${part.name}))`,
+        );
+      }
+    }
+  }
+
+  if (problems.length > 0 || !model || !input || !table || !keyCol || !partKind) {
+    throw new ValidationError(`job ${spec.name} (${job.file})`, problems);
+  }
+  return {
+    name: spec.name,
+    file: job.file,
+    spec,
+    table,
+    key: { name: keyCol.name, pgType: keyCol.formatted },
+    partition: { name: spec.source.partition, kind: partKind },
+    features,
+    model,
+    input,
+    mapping,
+  };
+}

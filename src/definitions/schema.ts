@@ -1,0 +1,78 @@
+import { CronExpressionParser } from 'cron-parser';
+import { z } from 'zod';
+
+const name = z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'must match [a-z0-9][a-z0-9._-]* (lower case, digits, . _ -)');
+
+function validTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function validCron(expr: string): boolean {
+  try {
+    CronExpressionParser.parse(expr, { tz: 'UTC' });
+    return expr.trim().split(/\s+/).length === 5;
+  } catch {
+    return false;
+  }
+}
+
+export const jobSchema = z
+  .object({
+    name,
+    model: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9._-]*@[a-z0-9][a-z0-9._-]*$/, 'must be name@alias or name@version, e.g. "churn@champion"'),
+    description: z.string().optional(),
+    schedule: z
+      .object({
+        cron: z.string().refine(validCron, 'must be a 5-field cron expression, e.g. "0 2 * * *"'),
+        timezone: z.string().default('UTC').refine(validTimeZone, 'must be an IANA time zone, e.g. "Europe/Berlin"'),
+        /** Which partition a fire scores: the fire's local date plus this many days (-1: yesterday). */
+        dateOffsetDays: z.number().int().min(-366).max(366).default(0),
+        /** After downtime, how many missed dates the scheduler catches up. */
+        catchUpDays: z.number().int().min(0).max(366).default(3),
+      })
+      .strict()
+      .optional(),
+    source: z
+      .object({
+        table: z.string().min(1),
+        key: z.string().min(1),
+        partition: z.string().min(1),
+        features: z
+          .array(z.string().min(1))
+          .min(1, 'must list at least one feature column')
+          .refine((f) => new Set(f).size === f.length, 'must not list a column twice'),
+      })
+      .strict(),
+    output: z
+      .object({ score: z.string().min(1), label: z.string().min(1), outputs: z.string().min(1) })
+      .partial()
+      .strict()
+      .optional(),
+    chunkRows: z.number().int().min(1000).max(1_000_000).default(50_000),
+    onBadRow: z.enum(['reject', 'fail']).default('reject'),
+    maxRejectRate: z.number().min(0).max(1).default(0.05),
+    keepRuns: z.number().int().min(1).max(100).default(2),
+  })
+  .strict();
+
+export type JobSpec = z.output<typeof jobSchema>;
+
+/** One line per problem: `field: message`. */
+export function describeIssues(error: z.ZodError): string[] {
+  return error.issues.map((issue) => {
+    const field = issue.path.join('.') || '(file)';
+    let message = issue.message;
+    if (issue.code === 'unrecognized_keys') message = `unknown field(s) ${issue.keys.join(', ')}`;
+    if (issue.code === 'invalid_type' && issue.message.includes('received undefined')) message = 'is required';
+    if (issue.code === 'too_small' && issue.origin === 'number') message = `must be at least ${issue.minimum}`;
+    if (issue.code === 'too_big' && issue.origin === 'number') message = `must be at most ${issue.maximum}`;
+    return `${field}: ${message}`;
+  });
+}

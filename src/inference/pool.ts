@@ -1,0 +1,44 @@
+import os from 'node:os';
+import { Piscina } from 'piscina';
+import type { InferResult, InferTask } from './protocol.js';
+
+/**
+ * Inference runs in worker threads: onnxruntime-node's run() holds its calling thread for
+ * the whole batch, which would starve the event loop (queue lock renewal, HTTP, COPY I/O).
+ * Each thread gets cores / threads intra-op threads so the pool never oversubscribes.
+ */
+export class InferencePool {
+  private readonly piscina: Piscina;
+  readonly intraOpThreads: number;
+  private closed = false;
+
+  constructor(threads: number) {
+    const cores = Math.max(1, os.availableParallelism());
+    this.intraOpThreads = Math.max(1, Math.floor(cores / threads));
+    this.piscina = new Piscina({
+      filename: new URL('./worker.js', import.meta.url).href,
+      minThreads: threads,
+      maxThreads: threads,
+      idleTimeout: 60_000,
+    });
+  }
+
+  run(task: Omit<InferTask, 'intraOpThreads'>): Promise<InferResult> {
+    const full: InferTask = { ...task, intraOpThreads: this.intraOpThreads };
+    const transfer = task.features.byteOffset === 0 && task.features.buffer instanceof ArrayBuffer ? [task.features.buffer] : [];
+    return this.piscina.run(full, { transferList: transfer }) as Promise<InferResult>;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.piscina.destroy();
+  }
+}
+
+/** Copies model bytes into shared memory so every inference thread reads the same copy. */
+export function sharedBytes(bytes: Uint8Array): Uint8Array {
+  const shared = new Uint8Array(new SharedArrayBuffer(bytes.byteLength));
+  shared.set(bytes);
+  return shared;
+}

@@ -1,0 +1,157 @@
+import { once } from 'node:events';
+import { finished } from 'node:stream/promises';
+import { from as copyFrom } from 'pg-copy-streams';
+import type { RecordBatch } from 'apache-arrow';
+import { InputError, RunError, errorMessage } from '../errors.js';
+import type { Pool, PoolClient } from '../db/pool.js';
+import type { ResolvedJob } from '../definitions/check.js';
+import type { InferencePool } from '../inference/pool.js';
+import type { InferResult } from '../inference/protocol.js';
+import { mappedOutputs } from '../models/output.js';
+import { COPY_HEADER, COPY_TRAILER, PREDICTION_COLUMNS, encodePredictions } from '../sink/encode.js';
+import { featureValues, keyColumn } from '../source/arrow.js';
+import { BadRowError, type FeatureStats, type Reject } from '../source/decode.js';
+import { readChunk } from '../source/reader.js';
+import { partitionName } from './store.js';
+
+export interface ChunkTask {
+  runId: string;
+  date: string;
+  job: ResolvedJob;
+  /** The model bytes (shared memory) for the inference threads. */
+  model: Uint8Array;
+  chunkNo: number;
+  lo: string | null;
+  hi: string | null;
+}
+
+export interface ChunkResult {
+  status: 'done' | 'skipped';
+  read: number;
+  written: number;
+  rejected: number;
+}
+
+export function describeRange(lo: string | null, hi: string | null): string {
+  return `[${lo ?? '-inf'}, ${hi ?? '+inf'})`;
+}
+
+/**
+ * Scores one key range: binary COPY out -> record batches -> inference threads -> binary
+ * COPY into the run's table, then the chunk's done-marker, all in ONE transaction. A chunk
+ * already done (a retry after a crash, a duplicate delivery) is skipped, so each source row
+ * is written exactly once. Batches are pipelined: batch k+1 is decoded while k is scored.
+ */
+export async function executeChunk(
+  pool: Pool,
+  inference: InferencePool,
+  task: ChunkTask,
+  onRows: (read: number) => void = () => undefined,
+): Promise<ChunkResult> {
+  const { job } = task;
+  const writer = await pool.connect();
+  let reader: PoolClient | undefined;
+  let broken: Error | undefined;
+  try {
+    await writer.query('BEGIN');
+    const lock = await writer.query<{ status: string }>(
+      'SELECT status FROM prescore.run_chunks WHERE run_id = $1::bigint AND chunk_no = $2 FOR UPDATE',
+      [task.runId, task.chunkNo],
+    );
+    if (!lock.rows[0]) throw new InputError(`run ${task.runId} has no chunk ${task.chunkNo}`);
+    if (lock.rows[0].status === 'done') {
+      await writer.query('ROLLBACK');
+      return { status: 'skipped', read: 0, written: 0, rejected: 0 };
+    }
+    const sink = writer.query(
+      copyFrom(`COPY prescore.${partitionName(task.runId)} ${PREDICTION_COLUMNS} FROM STDIN (FORMAT binary)`),
+    );
+    sink.on('error', () => undefined); // surfaced by finished() below
+    sink.write(COPY_HEADER);
+    reader = await pool.connect();
+    const stats: { value: FeatureStats[] | null } = { value: null };
+    const rejects: Reject[] = [];
+    let read = 0;
+    let written = 0;
+    const outputs = mappedOutputs(job.mapping);
+    const runId = BigInt(task.runId);
+
+    const score = (batch: RecordBatch): Promise<InferResult> | null =>
+      batch.numRows === 0
+        ? null
+        : inference.run({
+            sha256: job.model.sha256,
+            model: task.model,
+            inputName: job.input.name,
+            inputType: job.input.type,
+            fixedBatch: job.input.batch,
+            rows: batch.numRows,
+            width: job.features.length,
+            features: featureValues(batch),
+            outputs,
+          });
+    const write = async (batch: RecordBatch, pending: Promise<InferResult> | null): Promise<void> => {
+      if (!pending) return;
+      const result = await pending;
+      const buf = encodePredictions(runId, keyColumn(batch), batch.numRows, job.mapping, result);
+      written += batch.numRows;
+      if (!sink.write(buf)) await once(sink, 'drain');
+    };
+
+    let previous: { batch: RecordBatch; pending: Promise<InferResult> | null } | null = null;
+    try {
+      for await (const item of readChunk(reader, job, task.date, task.lo, task.hi, stats)) {
+        read += item.read;
+        rejects.push(...item.rejects);
+        const pending = score(item.batch);
+        pending?.catch(() => undefined); // awaited in write(); avoid an unhandled rejection meanwhile
+        if (previous) await write(previous.batch, previous.pending);
+        previous = { batch: item.batch, pending };
+        onRows(item.read);
+      }
+      if (previous) await write(previous.batch, previous.pending);
+    } catch (err) {
+      broken = err as Error;
+      throw err;
+    }
+    sink.end(COPY_TRAILER);
+    await finished(sink);
+    if (rejects.length > 0) {
+      await writer.query(
+        `INSERT INTO prescore.rejects (run_id, key, reason) SELECT $1::bigint, k, r FROM unnest($2::text[], $3::text[]) AS x(k, r)`,
+        [task.runId, rejects.map((r) => r.key), rejects.map((r) => r.reason)],
+      );
+    }
+    const featureStats = (stats.value ?? []).map((s, i) => ({ feature: job.features[i]!.name, ...s }));
+    await writer.query(
+      `UPDATE prescore.run_chunks SET status = 'done', rows_read = $3, rows_written = $4, rows_rejected = $5,
+              stats = $6, attempts = attempts + 1, error = NULL, finished_at = now()
+        WHERE run_id = $1::bigint AND chunk_no = $2`,
+      [task.runId, task.chunkNo, read, written, rejects.length, JSON.stringify(featureStats)],
+    );
+    await writer.query('COMMIT');
+    return { status: 'done', read, written, rejected: rejects.length };
+  } catch (err) {
+    broken ??= err as Error;
+    await writer.query('ROLLBACK').catch(() => undefined);
+    const range = describeRange(task.lo, task.hi);
+    const cause =
+      err instanceof BadRowError
+        ? `key ${err.key ?? 'NULL'}: ${err.reason} (onBadRow is "fail"; set it to "reject" to skip such rows)`
+        : errorMessage(err);
+    await pool
+      .query(`UPDATE prescore.run_chunks SET attempts = attempts + 1, error = $3 WHERE run_id = $1::bigint AND chunk_no = $2`, [
+        task.runId,
+        task.chunkNo,
+        cause,
+      ])
+      .catch(() => undefined);
+    const ErrorClass = err instanceof BadRowError || err instanceof InputError ? InputError : RunError;
+    const message = `job ${job.name} ${task.date}: chunk ${task.chunkNo} (keys ${range}) of run ${task.runId} failed: ${cause}`;
+    throw ErrorClass === InputError ? new InputError(message, { cause: err }) : new RunError(task.runId, message, { cause: err });
+  } finally {
+    // A client left mid-COPY is destroyed, not returned to the pool.
+    writer.release(broken);
+    reader?.release(broken);
+  }
+}

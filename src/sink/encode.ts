@@ -1,0 +1,106 @@
+import type { InferResult, OutputTensor } from '../inference/protocol.js';
+import type { OutputMapping, OutputRef } from '../models/output.js';
+
+const HEADER = Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8)]);
+const TRAILER = Buffer.from([0xff, 0xff]);
+const FLOAT8_OID = 701;
+
+export const COPY_HEADER = HEADER;
+export const COPY_TRAILER = TRAILER;
+
+/** The columns, in order, of the binary COPY into a run's predictions table. */
+export const PREDICTION_COLUMNS = '(run_id, key, score, label, outputs)';
+
+function widthOf(t: OutputTensor, rows: number): number {
+  return rows === 0 ? 1 : Math.max(1, t.data.length / rows);
+}
+
+function numberAt(t: OutputTensor, i: number): number {
+  const v = t.data[i];
+  return typeof v === 'bigint' ? Number(v) : (v as number);
+}
+
+interface Column {
+  tensor: OutputTensor;
+  width: number;
+  index: number;
+}
+
+function column(result: InferResult, ref: OutputRef | undefined, rows: number): Column | null {
+  if (!ref) return null;
+  const tensor = result[ref.output]!;
+  const width = widthOf(tensor, rows);
+  if (ref.index !== null && ref.index >= width) {
+    throw new Error(`output ${ref.output} has ${width} values per row; index ${ref.index} is out of range`);
+  }
+  return { tensor, width, index: ref.index ?? 0 };
+}
+
+/**
+ * Encodes one batch of predictions in PostgreSQL's binary COPY tuple format
+ * (run_id int8, key text, score float8, label text, outputs float8[]), keys taken straight
+ * from the record batch's UTF-8 bytes.
+ */
+export function encodePredictions(
+  runId: bigint,
+  keys: { offsets: Int32Array; data: Uint8Array },
+  rows: number,
+  mapping: OutputMapping,
+  result: InferResult,
+): Buffer {
+  const score = column(result, mapping.score, rows);
+  const label = column(result, mapping.label, rows);
+  const outputs = column(result, mapping.outputs, rows);
+  let labels: string[] | null = null;
+  let labelBytes = 0;
+  if (label) {
+    labels = new Array<string>(rows);
+    const t = label.tensor;
+    for (let i = 0; i < rows; i++) {
+      const v = t.data[i * label.width + label.index];
+      const s = typeof v === 'string' ? v : String(v);
+      labels[i] = s;
+      labelBytes += Buffer.byteLength(s);
+    }
+  }
+  const keyBytes = keys.offsets[rows]! - keys.offsets[0]!;
+  const outWidth = outputs ? outputs.width : 0;
+  const perRow = 2 + 12 + 4 + (score ? 12 : 4) + 4 + (outputs ? 4 + 20 + outWidth * 12 : 4);
+  const buf = Buffer.allocUnsafe(rows * perRow + keyBytes + labelBytes);
+  let p = 0;
+  for (let i = 0; i < rows; i++) {
+    p = buf.writeInt16BE(5, p);
+    p = buf.writeInt32BE(8, p);
+    p = buf.writeBigInt64BE(runId, p);
+    const k0 = keys.offsets[i]!;
+    const k1 = keys.offsets[i + 1]!;
+    p = buf.writeInt32BE(k1 - k0, p);
+    buf.set(keys.data.subarray(k0, k1), p);
+    p += k1 - k0;
+    if (score) {
+      p = buf.writeInt32BE(8, p);
+      p = buf.writeDoubleBE(numberAt(score.tensor, i * score.width + score.index), p);
+    } else p = buf.writeInt32BE(-1, p);
+    if (labels) {
+      const s = labels[i]!;
+      const lenAt = p;
+      const n = buf.write(s, p + 4);
+      buf.writeInt32BE(n, lenAt);
+      p += 4 + n;
+    } else p = buf.writeInt32BE(-1, p);
+    if (outputs) {
+      p = buf.writeInt32BE(20 + outWidth * 12, p);
+      p = buf.writeInt32BE(1, p); // ndim
+      p = buf.writeInt32BE(0, p); // no nulls
+      p = buf.writeInt32BE(FLOAT8_OID, p);
+      p = buf.writeInt32BE(outWidth, p);
+      p = buf.writeInt32BE(1, p); // lower bound
+      const base = i * outWidth;
+      for (let j = 0; j < outWidth; j++) {
+        p = buf.writeInt32BE(8, p);
+        p = buf.writeDoubleBE(numberAt(outputs.tensor, base + j), p);
+      }
+    } else p = buf.writeInt32BE(-1, p);
+  }
+  return p === buf.length ? buf : buf.subarray(0, p);
+}

@@ -1,0 +1,249 @@
+import type { ResolvedFeature } from '../definitions/check.js';
+import type { InputType } from '../models/signature.js';
+
+const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
+
+export type FeatureArray = Float32Array | Float64Array | BigInt64Array;
+
+export interface Reject {
+  key: string | null;
+  reason: string;
+}
+
+/** One decoded batch: good rows packed for the model, bad rows set aside with a reason. */
+export interface DecodedBatch {
+  /** Rows read from the source in this batch (good + rejected). */
+  read: number;
+  /** Good rows. */
+  rows: number;
+  keyOffsets: Int32Array;
+  keyData: Uint8Array;
+  features: FeatureArray;
+  rejects: Reject[];
+}
+
+export interface FeatureStats {
+  count: number;
+  nulls: number;
+  sum: number;
+  sumSq: number;
+  min: number;
+  max: number;
+}
+
+export function emptyStats(): FeatureStats {
+  return { count: 0, nulls: 0, sum: 0, sumSq: 0, min: Infinity, max: -Infinity };
+}
+
+export class BadRowError extends Error {
+  constructor(
+    readonly key: string | null,
+    readonly reason: string,
+  ) {
+    super(`key ${key ?? 'NULL'}: ${reason}`);
+  }
+}
+
+/**
+ * Decodes PostgreSQL's binary COPY format (`key::text, f1::wire, ...`) straight into typed
+ * arrays, batchRows good rows at a time. Rows may span the buffers the socket delivers.
+ */
+export class CopyDecoder {
+  private readonly width: number;
+  private readonly wires: Uint8Array; // 0 float4, 1 float8, 2 int8
+  private readonly scratch: Float64Array;
+  private readonly scratchBig: BigInt64Array;
+  private readonly scratchNull: Uint8Array;
+  private leftover: Buffer | null = null;
+  private headerDone = false;
+  private ended = false;
+  readonly stats: FeatureStats[];
+  private batch!: DecodedBatch;
+  private keyCap = 0;
+
+  constructor(
+    private readonly features: ResolvedFeature[],
+    private readonly inputType: InputType,
+    private readonly batchRows: number,
+    private readonly failOnBadRow: boolean,
+  ) {
+    this.width = features.length;
+    this.wires = Uint8Array.from(features.map((f) => (f.wire === 'float4' ? 0 : f.wire === 'float8' ? 1 : 2)));
+    this.scratch = new Float64Array(this.width);
+    this.scratchBig = new BigInt64Array(this.width);
+    this.scratchNull = new Uint8Array(this.width);
+    this.stats = features.map(() => emptyStats());
+    this.reset();
+  }
+
+  private reset(): void {
+    const n = this.batchRows * this.width;
+    this.keyCap = this.batchRows * 16;
+    this.batch = {
+      read: 0,
+      rows: 0,
+      keyOffsets: new Int32Array(this.batchRows + 1),
+      keyData: new Uint8Array(this.keyCap),
+      features:
+        this.inputType === 'float32'
+          ? new Float32Array(n)
+          : this.inputType === 'float64'
+            ? new Float64Array(n)
+            : new BigInt64Array(n),
+      rejects: [],
+    };
+  }
+
+  private take(): DecodedBatch {
+    const b = this.batch;
+    this.reset();
+    return b;
+  }
+
+  /** Feeds bytes; returns the batches completed by them. */
+  push(chunk: Buffer): DecodedBatch[] {
+    const buf = this.leftover ? Buffer.concat([this.leftover, chunk]) : chunk;
+    this.leftover = null;
+    let pos = 0;
+    if (!this.headerDone) {
+      if (buf.length < 19) {
+        this.leftover = buf;
+        return [];
+      }
+      if (!buf.subarray(0, 11).equals(SIGNATURE)) throw new Error('COPY stream: not PostgreSQL binary COPY format');
+      pos = 19 + buf.readInt32BE(15);
+      this.headerDone = true;
+    }
+    const out: DecodedBatch[] = [];
+    const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    const end = buf.length;
+    const width = this.width;
+    while (pos + 2 <= end) {
+      const start = pos;
+      const nfields = view.getInt16(pos);
+      pos += 2;
+      if (nfields === -1) {
+        this.ended = true;
+        pos = end;
+        break;
+      }
+      if (nfields !== width + 1) throw new Error(`COPY stream: expected ${width + 1} fields, got ${nfields}`);
+      // key
+      if (pos + 4 > end) {
+        pos = start;
+        break;
+      }
+      const keyLen = view.getInt32(pos);
+      pos += 4;
+      if (keyLen > 0 && pos + keyLen > end) {
+        pos = start;
+        break;
+      }
+      const keyStart = pos;
+      if (keyLen > 0) pos += keyLen;
+      let bad: string | null = keyLen < 0 ? 'key is NULL' : null;
+      let complete = true;
+      for (let f = 0; f < width; f++) {
+        if (pos + 4 > end) {
+          complete = false;
+          break;
+        }
+        const len = view.getInt32(pos);
+        pos += 4;
+        this.scratchNull[f] = len < 0 ? 1 : 0;
+        if (len < 0) {
+          if (bad === null) bad = `NULL in column ${this.features[f]!.name}`;
+          continue;
+        }
+        if (pos + len > end) {
+          complete = false;
+          break;
+        }
+        const wire = this.wires[f]!;
+        if (wire === 2) {
+          const v = view.getBigInt64(pos);
+          this.scratchBig[f] = v;
+          this.scratch[f] = Number(v);
+        } else {
+          const v = wire === 0 ? view.getFloat32(pos) : view.getFloat64(pos);
+          this.scratch[f] = v;
+          if (bad === null && !Number.isFinite(v)) {
+            bad = `${Number.isNaN(v) ? 'NaN' : v > 0 ? 'Infinity' : '-Infinity'} in column ${this.features[f]!.name}`;
+          }
+        }
+        pos += len;
+      }
+      if (!complete) {
+        pos = start;
+        break;
+      }
+      // The row is complete: commit it.
+      const b = this.batch;
+      b.read++;
+      this.accumulate();
+      if (bad === null && this.inputType === 'int64') bad = this.checkIntegral();
+      if (bad !== null) {
+        const key = keyLen < 0 ? null : buf.toString('utf8', keyStart, keyStart + keyLen);
+        if (this.failOnBadRow) throw new BadRowError(key, bad);
+        b.rejects.push({ key, reason: bad });
+      } else {
+        const r = b.rows;
+        const off = b.keyOffsets[r]!;
+        if (off + keyLen > this.keyCap) this.growKeys(off + keyLen);
+        buf.copy(b.keyData, off, keyStart, keyStart + keyLen);
+        b.keyOffsets[r + 1] = off + keyLen;
+        const base = r * width;
+        const feats = b.features;
+        if (feats instanceof BigInt64Array) {
+          for (let f = 0; f < width; f++) feats[base + f] = this.wires[f] === 2 ? this.scratchBig[f]! : BigInt(this.scratch[f]!);
+        } else {
+          for (let f = 0; f < width; f++) feats[base + f] = this.scratch[f]!;
+        }
+        b.rows = r + 1;
+      }
+      if (b.rows === this.batchRows) out.push(this.take());
+    }
+    if (pos < end) this.leftover = Buffer.from(buf.subarray(pos));
+    return out;
+  }
+
+  private checkIntegral(): string | null {
+    for (let f = 0; f < this.width; f++) {
+      if (this.wires[f] !== 2 && !Number.isInteger(this.scratch[f]!)) {
+        return `value ${this.scratch[f]} in column ${this.features[f]!.name} is not an integer (the model takes int64)`;
+      }
+    }
+    return null;
+  }
+
+  private accumulate(): void {
+    for (let f = 0; f < this.width; f++) {
+      const s = this.stats[f]!;
+      if (this.scratchNull[f] === 1) {
+        s.nulls++;
+        continue;
+      }
+      const v = this.scratch[f]!;
+      if (!Number.isFinite(v)) continue;
+      s.count++;
+      s.sum += v;
+      s.sumSq += v * v;
+      if (v < s.min) s.min = v;
+      if (v > s.max) s.max = v;
+    }
+  }
+
+  private growKeys(need: number): void {
+    const b = this.batch;
+    this.keyCap = Math.max(need, this.keyCap * 2);
+    const next = new Uint8Array(this.keyCap);
+    next.set(b.keyData.subarray(0, b.keyOffsets[b.rows]!));
+    b.keyData = next;
+  }
+
+  /** The last, partial batch; throws if the stream did not end with the COPY trailer. */
+  finish(): DecodedBatch | null {
+    if (!this.ended) throw new Error('COPY stream ended early (no trailer): the connection was lost mid-read');
+    return this.batch.read > 0 ? this.take() : null;
+  }
+}

@@ -1,0 +1,38 @@
+import type { Pool } from '../db/pool.js';
+import { quoteIdent } from '../db/ident.js';
+import type { ResolvedJob } from '../definitions/check.js';
+import { dateFilter, fromClause } from './sql.js';
+
+export interface ChunkPlan {
+  chunkNo: number;
+  lo: string | null;
+  hi: string | null;
+  rowsPlanned: number;
+}
+
+/**
+ * Splits one date of the source into key ranges of about chunkRows rows each, from the
+ * key quantiles (percentile_disc over the key: one sort, any ordered key type). Bounds
+ * travel as text and are cast back to the key's type when read.
+ */
+export async function planChunks(pool: Pool, job: ResolvedJob, date: string): Promise<{ rows: number; chunks: ChunkPlan[] }> {
+  const where = dateFilter(job, date);
+  const count = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${fromClause(job)} WHERE ${where}`);
+  const rows = Number(count.rows[0]!.n);
+  const n = Math.ceil(rows / job.spec.chunkRows);
+  if (n <= 1) return { rows, chunks: [{ chunkNo: 0, lo: null, hi: null, rowsPlanned: rows }] };
+  const fractions = Array.from({ length: n - 1 }, (_, i) => (i + 1) / n);
+  const key = quoteIdent(job.key.name);
+  const q = await pool.query<{ b: string[] }>(
+    `SELECT percentile_disc($1::float8[]) WITHIN GROUP (ORDER BY ${key})::text[] AS b
+       FROM ${fromClause(job)} WHERE ${where} AND ${key} IS NOT NULL`,
+    [fractions],
+  );
+  const bounds = [...new Set((q.rows[0]?.b ?? []).filter((b): b is string => b !== null))];
+  const edges: (string | null)[] = [null, ...bounds, null];
+  const chunks: ChunkPlan[] = [];
+  for (let i = 0; i + 1 < edges.length; i++) {
+    chunks.push({ chunkNo: i, lo: edges[i]!, hi: edges[i + 1]!, rowsPlanned: Math.round(rows / (edges.length - 1)) });
+  }
+  return { rows, chunks };
+}

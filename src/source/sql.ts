@@ -1,0 +1,43 @@
+import { escapeLiteral } from 'pg';
+import { quoteIdent, quoteQualified } from '../db/ident.js';
+import type { ResolvedJob } from '../definitions/check.js';
+
+/** The WHERE clause selecting one date of the source (a literal: COPY takes no parameters). */
+export function dateFilter(job: ResolvedJob, date: string): string {
+  const col = quoteIdent(job.partition.name);
+  const d = `${escapeLiteral(date)}::date`;
+  switch (job.partition.kind) {
+    case 'date':
+      return `${col} = ${d}`;
+    case 'timestamp':
+      return `${col} >= ${d} AND ${col} < ${d} + 1`;
+    case 'timestamptz': {
+      // The day in the job's schedule time zone (UTC without a schedule).
+      const tz = escapeLiteral(job.spec.schedule?.timezone ?? 'UTC');
+      return `${col} >= (${d}::timestamp AT TIME ZONE ${tz}) AND ${col} < ((${d} + 1)::timestamp AT TIME ZONE ${tz})`;
+    }
+  }
+}
+
+/** Key range [lo, hi) of a chunk; NULL keys belong to the first chunk so every row is read once. */
+export function rangeFilter(job: ResolvedJob, lo: string | null, hi: string | null): string {
+  const key = quoteIdent(job.key.name);
+  const cast = (v: string) => `${escapeLiteral(v)}::${job.key.pgType}`;
+  const parts: string[] = [];
+  if (lo !== null) parts.push(`${key} >= ${cast(lo)}`);
+  if (hi !== null) parts.push(lo === null ? `(${key} < ${cast(hi)} OR ${key} IS NULL)` : `${key} < ${cast(hi)}`);
+  return parts.length ? parts.join(' AND ') : 'true';
+}
+
+export function fromClause(job: ResolvedJob): string {
+  return quoteQualified(job.table);
+}
+
+/** The binary COPY that reads a chunk: key as text, then each feature in its wire type. */
+export function chunkCopySql(job: ResolvedJob, date: string, lo: string | null, hi: string | null): string {
+  const cols = [`${quoteIdent(job.key.name)}::text`, ...job.features.map((f) => `${quoteIdent(f.name)}::${f.wire}`)];
+  return (
+    `COPY (SELECT ${cols.join(', ')} FROM ${fromClause(job)} ` +
+    `WHERE ${dateFilter(job, date)} AND ${rangeFilter(job, lo, hi)}) TO STDOUT (FORMAT binary)`
+  );
+}
