@@ -13,6 +13,8 @@ const program = new Command('prescore')
   .version('0.1.0')
   .option('--verbose', 'print stack traces with errors')
   .showHelpAfterError()
+  // Global options only before the command, so `models register --version 3` is the model's.
+  .enablePositionalOptions()
   .exitOverride();
 
 program

@@ -51,6 +51,7 @@ export async function executeChunk(
   const { job } = task;
   const writer = await pool.connect();
   let reader: PoolClient | undefined;
+  let sink: ReturnType<typeof copyFrom> | undefined;
   let broken: Error | undefined;
   try {
     await writer.query('BEGIN');
@@ -63,7 +64,7 @@ export async function executeChunk(
       await writer.query('ROLLBACK');
       return { status: 'skipped', read: 0, written: 0, rejected: 0 };
     }
-    const sink = writer.query(
+    sink = writer.query(
       copyFrom(`COPY prescore.${partitionName(task.runId)} ${PREDICTION_COLUMNS} FROM STDIN (FORMAT binary)`),
     );
     sink.on('error', () => undefined); // surfaced by finished() below
@@ -90,12 +91,13 @@ export async function executeChunk(
             features: featureValues(batch),
             outputs,
           });
+    const copyIn = sink;
     const write = async (batch: RecordBatch, pending: Promise<InferResult> | null): Promise<void> => {
       if (!pending) return;
       const result = await pending;
       const buf = encodePredictions(runId, keyColumn(batch), batch.numRows, job.mapping, result);
       written += batch.numRows;
-      if (!sink.write(buf)) await once(sink, 'drain');
+      if (!copyIn.write(buf)) await once(copyIn, 'drain');
     };
 
     let previous: { batch: RecordBatch; pending: Promise<InferResult> | null } | null = null;
@@ -133,6 +135,12 @@ export async function executeChunk(
     return { status: 'done', read, written, rejected: rejects.length };
   } catch (err) {
     broken ??= err as Error;
+    if (sink && !sink.writableFinished) {
+      // Abort the COPY (the server gets CopyFail) so the connection can roll back.
+      const closed = new Promise((resolve) => sink!.once('close', resolve));
+      sink.destroy(broken);
+      await closed;
+    }
     await writer.query('ROLLBACK').catch(() => undefined);
     const range = describeRange(task.lo, task.hi);
     const cause =

@@ -1,0 +1,68 @@
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { MODELS_DIR, cli, createTestDb, featureNames, jobSpec, seedFeatures, servedPredictions, writeJob, type TestDb } from './helpers.js';
+
+const DATE = '2026-11-21';
+
+/** Invariant 4: every source row becomes one prediction or one reject row with a reason. */
+describe('rows that cannot be scored', () => {
+  let db: TestDb;
+  before(async () => {
+    db = await createTestDb('rejects');
+    const reg = await cli(db, ['models', 'register', 'lin', path.join(MODELS_DIR, 'linear-float32.onnx'), '--alias', 'champion']);
+    assert.equal(reg.code, 0, reg.stderr);
+    await seedFeatures(db.pool, 'feats', { rows: 3000, features: 4, date: DATE, type: 'double precision' });
+    await db.pool.query(`UPDATE feats SET f1 = NULL WHERE id = 10`);
+    await db.pool.query(`UPDATE feats SET f2 = 'NaN' WHERE id = 1500`);
+    await db.pool.query(`UPDATE feats SET f3 = 'Infinity' WHERE id = 2999`);
+    await db.pool.query(`UPDATE feats SET f0 = '-Infinity' WHERE id = 2000`);
+  });
+  after(async () => db.drop());
+
+  test('are rejected with the key and the reason, and read = written + rejected', async () => {
+    writeJob(db, jobSpec('rej', 'lin@champion', 'feats', featureNames(4)));
+    const run = await cli(db, ['run', 'rej', '--date', DATE, '--json']);
+    assert.equal(run.code, 0, run.stderr);
+    const info = JSON.parse(run.stdout) as { id: string; rowsRead: number; rowsWritten: number; rowsRejected: number };
+    assert.deepEqual([info.rowsRead, info.rowsWritten, info.rowsRejected], [3000, 2996, 4]);
+    const { rows } = await db.pool.query<{ key: string; reason: string }>(
+      'SELECT key, reason FROM prescore.rejects WHERE run_id = $1 ORDER BY key::int',
+      [info.id],
+    );
+    assert.deepEqual(rows, [
+      { key: '10', reason: 'NULL in column f1' },
+      { key: '1500', reason: 'NaN in column f2' },
+      { key: '2000', reason: '-Infinity in column f0' },
+      { key: '2999', reason: 'Infinity in column f3' },
+    ]);
+    const served = await servedPredictions(db.pool, 'rej', DATE);
+    assert.equal(served.rows.size, 2996);
+    for (const key of ['10', '1500', '2000', '2999']) assert.ok(!served.rows.has(key), `rejected key ${key} must not be served`);
+    const stats = await db.pool.query<{ feature: string; nulls: string; count: string }>(
+      'SELECT feature, nulls, count FROM prescore.feature_stats WHERE run_id = $1 ORDER BY feature',
+      [info.id],
+    );
+    assert.equal(stats.rows.length, 4);
+    assert.equal(stats.rows.find((s) => s.feature === 'f1')!.nulls, '1');
+  });
+
+  test('onBadRow "fail" fails the run naming the key and column, and publishes nothing new', async () => {
+    writeJob(db, jobSpec('rej-fail', 'lin@champion', 'feats', featureNames(4), { onBadRow: 'fail' }));
+    const run = await cli(db, ['run', 'rej-fail', '--date', DATE]);
+    assert.notEqual(run.code, 0);
+    assert.match(run.lastError, /^error: job rej-fail 2026-11-21: chunk \d+ \(keys .*\) of run \d+ failed: key \d+: (NULL|NaN|Infinity|-Infinity) in column f\d/);
+    const served = await servedPredictions(db.pool, 'rej-fail', DATE);
+    assert.equal(served.runId, null);
+    const status = await db.pool.query(`SELECT status FROM prescore.runs WHERE job = 'rej-fail'`);
+    assert.equal(status.rows[0].status, 'failed');
+  });
+
+  test('a reject rate above maxRejectRate fails the run without publishing', async () => {
+    writeJob(db, jobSpec('rej-rate', 'lin@champion', 'feats', featureNames(4), { maxRejectRate: 0.001 }));
+    const run = await cli(db, ['run', 'rej-rate', '--date', DATE]);
+    assert.notEqual(run.code, 0);
+    assert.match(run.lastError, /4 of 3000 rows rejected \(0\.13%\), above maxRejectRate 0\.001; e\.g\. \d+: /);
+    assert.equal((await servedPredictions(db.pool, 'rej-rate', DATE)).runId, null);
+  });
+});
