@@ -74,7 +74,7 @@ async function readColumns(pool: Pool, table: QualifiedName): Promise<Map<string
 /** True when a unique index makes the key unique per date (on (key) or (key, partition)). */
 async function hasUniqueKey(pool: Pool, table: QualifiedName, key: string, partition: string): Promise<boolean> {
   const { rows } = await pool.query<{ cols: string[] }>(
-    `SELECT array_agg(a.attname) AS cols
+    `SELECT array_agg(a.attname::text) AS cols
        FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY (i.indkey)
       WHERE n.nspname = $1 AND c.relname = $2 AND i.indisunique AND i.indpred IS NULL
