@@ -94,12 +94,15 @@ CREATE TABLE prescore.serving (
 );
 
 -- Predictions: one list partition per run. A run loads its own table with COPY and no index,
--- indexes it, then attaches it as a partition when it publishes; old runs drop in O(1).
+-- builds a unique index on key, then attaches it as a partition when it publishes; old runs
+-- drop in O(1). Lookups name the run (WHERE run_id = $1 AND key = ...), so the planner prunes
+-- to one partition and uses its key index; the parent needs no index of its own.
+-- Keys compare bytewise (COLLATE "C"): exact, and the index builds twice as fast as under a
+-- linguistic collation.
 CREATE TABLE prescore.predictions (
   run_id   bigint NOT NULL,
-  key      text   NOT NULL,
+  key      text   COLLATE "C" NOT NULL,
   score    double precision,
   label    text,
   outputs  double precision[]
 ) PARTITION BY LIST (run_id);
-CREATE UNIQUE INDEX predictions_run_key ON prescore.predictions (run_id, key);

@@ -25,11 +25,20 @@ export interface ChunkTask {
   hi: string | null;
 }
 
+/** Where a chunk's time went (ms). Stages overlap, so they add up to more than the wall time. */
+export interface StageTimings {
+  read: number;
+  inferWait: number;
+  write: number;
+  commit: number;
+}
+
 export interface ChunkResult {
   status: 'done' | 'skipped';
   read: number;
   written: number;
   rejected: number;
+  timings: StageTimings;
 }
 
 export function describeRange(lo: string | null, hi: string | null): string {
@@ -53,6 +62,7 @@ export async function executeChunk(
   let reader: PoolClient | undefined;
   let sink: ReturnType<typeof copyFrom> | undefined;
   let broken: Error | undefined;
+  const timings: StageTimings = { read: 0, inferWait: 0, write: 0, commit: 0 };
   try {
     await writer.query('BEGIN');
     const lock = await writer.query<{ status: string }>(
@@ -62,7 +72,7 @@ export async function executeChunk(
     if (!lock.rows[0]) throw new InputError(`run ${task.runId} has no chunk ${task.chunkNo}`);
     if (lock.rows[0].status === 'done') {
       await writer.query('ROLLBACK');
-      return { status: 'skipped', read: 0, written: 0, rejected: 0 };
+      return { status: 'skipped', read: 0, written: 0, rejected: 0, timings };
     }
     sink = writer.query(
       copyFrom(`COPY prescore.${partitionName(task.runId)} ${PREDICTION_COLUMNS} FROM STDIN (FORMAT binary)`),
@@ -94,15 +104,25 @@ export async function executeChunk(
     const copyIn = sink;
     const write = async (batch: RecordBatch, pending: Promise<InferResult> | null): Promise<void> => {
       if (!pending) return;
+      let t = performance.now();
       const result = await pending;
+      timings.inferWait += performance.now() - t;
+      t = performance.now();
       const buf = encodePredictions(runId, keyColumn(batch), batch.numRows, job.mapping, result);
       written += batch.numRows;
       if (!copyIn.write(buf)) await once(copyIn, 'drain');
+      timings.write += performance.now() - t;
     };
 
     let previous: { batch: RecordBatch; pending: Promise<InferResult> | null } | null = null;
     try {
-      for await (const item of readChunk(reader, job, task.date, task.lo, task.hi, stats)) {
+      const source = readChunk(reader, job, task.date, task.lo, task.hi, stats);
+      for (;;) {
+        const t = performance.now();
+        const next = await source.next();
+        timings.read += performance.now() - t;
+        if (next.done) break;
+        const item = next.value;
         read += item.read;
         rejects.push(...item.rejects);
         const pending = score(item.batch);
@@ -116,6 +136,7 @@ export async function executeChunk(
       broken = err as Error;
       throw err;
     }
+    const commitStart = performance.now();
     sink.end(COPY_TRAILER);
     await finished(sink);
     if (rejects.length > 0) {
@@ -132,7 +153,8 @@ export async function executeChunk(
       [task.runId, task.chunkNo, read, written, rejects.length, JSON.stringify(featureStats)],
     );
     await writer.query('COMMIT');
-    return { status: 'done', read, written, rejected: rejects.length };
+    timings.commit = performance.now() - commitStart;
+    return { status: 'done', read, written, rejected: rejects.length, timings };
   } catch (err) {
     broken ??= err as Error;
     if (sink && !sink.writableFinished) {

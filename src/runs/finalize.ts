@@ -81,10 +81,6 @@ export async function finalizeRun(pool: Pool, runId: string, log: Logger): Promi
     throw new RunError(runId, `${where}: rows do not add up: read ${t.read} != written ${t.written} + rejected ${t.rejected}`);
   }
   const table = `prescore.${partitionName(runId)}`;
-  const stored = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}`);
-  if (Number(stored.rows[0]!.n) !== t.written) {
-    throw new RunError(runId, `${where}: the run's table holds ${stored.rows[0]!.n} rows but its chunks wrote ${t.written}`);
-  }
   const { maxRejectRate, keepRuns } = info.spec.spec;
   const rate = t.read === 0 ? 0 : t.rejected / t.read;
   if (rate > maxRejectRate) {
@@ -98,7 +94,11 @@ export async function finalizeRun(pool: Pool, runId: string, log: Logger): Promi
     );
   }
   try {
-    await pool.query(`CREATE UNIQUE INDEX IF NOT EXISTS ${partitionName(runId)}_key ON ${table} (run_id, key)`);
+    await withTransaction(pool, async (client) => {
+      // The load is done: sort once into the index, in memory where it fits.
+      await client.query(`SET LOCAL maintenance_work_mem = '256MB'`);
+      await client.query(`CREATE UNIQUE INDEX IF NOT EXISTS ${partitionName(runId)}_key ON ${table} (key)`);
+    });
   } catch (err) {
     if ((err as { code?: string }).code === '23505') {
       const dup = await pool.query<{ key: string }>(`SELECT key FROM ${table} GROUP BY key HAVING count(*) > 1 LIMIT 1`);
@@ -110,6 +110,11 @@ export async function finalizeRun(pool: Pool, runId: string, log: Logger): Promi
     throw err;
   }
   await pool.query(`ANALYZE ${table}`);
+  // The table must hold exactly what the chunks say they wrote (a cheap index-only count).
+  const stored = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}`);
+  if (Number(stored.rows[0]!.n) !== t.written) {
+    throw new RunError(runId, `${where}: the run's table holds ${stored.rows[0]!.n} rows but its chunks wrote ${t.written}`);
+  }
   const chunkStats = await pool.query<{ stats: Parameters<typeof mergeStats>[0][number] }>(
     'SELECT stats FROM prescore.run_chunks WHERE run_id = $1::bigint AND stats IS NOT NULL',
     [runId],

@@ -6,7 +6,7 @@ import type { JobFile } from '../definitions/load.js';
 import type { InferencePool } from '../inference/pool.js';
 import { sharedBytes } from '../inference/pool.js';
 import { loadModelBytes } from '../models/registry.js';
-import { executeChunk } from './chunk.js';
+import { executeChunk, type StageTimings } from './chunk.js';
 import { finalizeRun } from './finalize.js';
 import { ActiveRunError, checkDate, planRun } from './plan.js';
 import { failRun, getRun, type RunInfo } from './store.js';
@@ -44,6 +44,7 @@ export async function runLocally(
   options: LocalRunOptions,
 ): Promise<RunInfo> {
   const date = checkDate(options.date);
+  const started = performance.now();
   const resolved = await resolveJob(pool, jobFile);
   let runId: string;
   let job: ResolvedJob = resolved;
@@ -62,6 +63,7 @@ export async function runLocally(
     log.warn({ runId, job: job.name, date }, 'resuming a run abandoned by its process');
   }
   options.onPlanned?.(runId);
+  const planMs = performance.now() - started;
   const heartbeat = setInterval(() => {
     pool
       .query('UPDATE prescore.runs SET heartbeat_at = now() WHERE id = $1::bigint', [runId])
@@ -85,13 +87,16 @@ export async function runLocally(
     options.onProgress?.(progress);
     const queue = chunks.filter((c) => c.status !== 'done');
     let failure: unknown;
+    const stages: StageTimings = { read: 0, inferWait: 0, write: 0, commit: 0 };
+    const chunksStart = performance.now();
     const lane = async () => {
       for (let c = queue.shift(); c && failure === undefined; c = queue.shift()) {
         try {
-          await executeChunk(pool, inference, { runId, date, job, model, chunkNo: c.chunk_no, lo: c.lo, hi: c.hi }, (n) => {
+          const r = await executeChunk(pool, inference, { runId, date, job, model, chunkNo: c.chunk_no, lo: c.lo, hi: c.hi }, (n) => {
             progress.rowsRead += n;
             options.onProgress?.(progress);
           });
+          for (const k of Object.keys(stages) as (keyof StageTimings)[]) stages[k] += r.timings[k];
           progress.chunksDone++;
           options.onProgress?.(progress);
         } catch (err) {
@@ -101,7 +106,20 @@ export async function runLocally(
     };
     await Promise.all(Array.from({ length: Math.max(1, options.concurrency) }, lane));
     if (failure !== undefined) throw failure;
+    const chunksMs = performance.now() - chunksStart;
+    const finalizeStart = performance.now();
     await finalizeRun(pool, runId, log);
+    const round = (v: number) => Math.round(v);
+    log.info(
+      {
+        runId,
+        planMs: round(planMs),
+        chunksMs: round(chunksMs),
+        finalizeMs: round(performance.now() - finalizeStart),
+        chunkStagesMs: Object.fromEntries(Object.entries(stages).map(([k, v]) => [k, round(v)])),
+      },
+      'run timings',
+    );
   } catch (err) {
     await failRun(pool, runId, errorMessage(err)).catch(() => undefined);
     throw err;
