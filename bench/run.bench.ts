@@ -38,7 +38,9 @@ async function seed(pool: pg.Pool): Promise<void> {
       [date, rows],
     );
     await pool.query('VACUUM ANALYZE bench_features');
-    process.stderr.write(`seeded ${rows.toLocaleString()} rows for ${date} in ${((performance.now() - t) / 1000).toFixed(1)} s\n`);
+    process.stderr.write(
+      `seeded ${rows.toLocaleString()} rows for ${date} in ${((performance.now() - t) / 1000).toFixed(1)} s\n`,
+    );
   }
 }
 
@@ -46,7 +48,12 @@ function job(name: string, model: string) {
   return {
     name,
     model: `${model}@bench`,
-    source: { table: 'bench_features', key: 'id', partition: 'as_of', features: Array.from({ length: FEATURES }, (_, i) => `f${i}`) },
+    source: {
+      table: 'bench_features',
+      key: 'id',
+      partition: 'as_of',
+      features: Array.from({ length: FEATURES }, (_, i) => `f${i}`),
+    },
     chunkRows: 50_000,
     keepRuns: 1,
   };
@@ -66,7 +73,10 @@ async function main(): Promise<void> {
   const jobsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'prescore-bench-'));
   const env = { DATABASE_URL: url, PRESCORE_JOBS_DIR: jobsDir, PRESCORE_LOG_LEVEL: 'info' };
   for (const m of ['mlp', 'trees']) {
-    const r = await runCli(['models', 'register', m, path.join(packageRoot, 'test', 'models', `${m}.onnx`), '--alias', 'bench'], env);
+    const r = await runCli(
+      ['models', 'register', m, path.join(packageRoot, 'test', 'models', `${m}.onnx`), '--alias', 'bench'],
+      env,
+    );
     if (r.code !== 0) throw new Error(r.stderr);
     fs.writeFileSync(path.join(jobsDir, `bench-${m}.json`), JSON.stringify(job(`bench-${m}`, m)));
   }
@@ -84,10 +94,17 @@ async function main(): Promise<void> {
   const target: Record<string, number> = { mlp: 560_000 * 0.8, trees: 310_000 * 0.8 };
   const out = (s: string) => process.stdout.write(s + '\n');
   out(`\nprescore run, ${FEATURES} float4 features, chunkRows 50,000, ${os.availableParallelism()} cores\n`);
-  out('| run | rows | wall s | rows/s (end to end) | target | plan ms | chunks ms | finalize ms | read / infer wait / write / commit ms (summed over chunks) | peak RSS MiB |');
+  out(
+    '| run | rows | wall s | rows/s (end to end) | target | plan ms | chunks ms | finalize ms | read / infer wait / write / commit ms (summed over chunks) | peak RSS MiB |',
+  );
   out('|---|---|---|---|---|---|---|---|---|---|');
   for (const r of results) {
-    const t = logLine(r.run.stderr, 'run timings') as { planMs: number; chunksMs: number; finalizeMs: number; chunkStagesMs: Record<string, number> };
+    const t = logLine(r.run.stderr, 'run timings') as {
+      planMs: number;
+      chunksMs: number;
+      finalizeMs: number;
+      chunkStagesMs: Record<string, number>;
+    };
     const rate = Math.round(r.rows / (r.run.wallMs / 1000));
     const key = r.what.startsWith('MLP') ? 'mlp' : 'trees';
     const s = t.chunkStagesMs;

@@ -23,6 +23,9 @@ describe('embedded PostgreSQL', () => {
     // The data persists: a second command sees the first one's model.
     const list = await cli(null, ['models', 'list', '--json'], { DATABASE_URL: undefined, PRESCORE_HOME: home });
     assert.equal(list.code, 0, list.stderr);
-    assert.deepEqual((JSON.parse(list.stdout) as { name: string }[]).map((m) => m.name), ['iris']);
+    assert.deepEqual(
+      (JSON.parse(list.stdout) as { name: string }[]).map((m) => m.name),
+      ['iris'],
+    );
   });
 });

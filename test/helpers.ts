@@ -149,8 +149,15 @@ export interface StoredPrediction {
 }
 
 /** The predictions a reader sees for a job's date (through the serving pointer). */
-export async function servedPredictions(pool: pg.Pool, job: string, date: string): Promise<{ runId: string | null; rows: Map<string, StoredPrediction> }> {
-  const s = await pool.query<{ run_id: string }>('SELECT run_id::text FROM prescore.serving WHERE job = $1 AND date = $2::date', [job, date]);
+export async function servedPredictions(
+  pool: pg.Pool,
+  job: string,
+  date: string,
+): Promise<{ runId: string | null; rows: Map<string, StoredPrediction> }> {
+  const s = await pool.query<{ run_id: string }>('SELECT run_id::text FROM prescore.serving WHERE job = $1 AND date = $2::date', [
+    job,
+    date,
+  ]);
   const runId = s.rows[0]?.run_id ?? null;
   if (!runId) return { runId, rows: new Map() };
   const { rows } = await pool.query<StoredPrediction>(

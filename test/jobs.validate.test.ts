@@ -15,20 +15,28 @@ describe('prescore jobs', () => {
   after(async () => db.drop());
 
   test('a valid job validates against the catalog and the model', async () => {
-    writeJob(db, jobSpec('ok-job', 'lin@champion', 'feats', featureNames(4), { schedule: { cron: '30 2 * * *', timezone: 'Europe/Berlin' } }));
+    writeJob(
+      db,
+      jobSpec('ok-job', 'lin@champion', 'feats', featureNames(4), {
+        schedule: { cron: '30 2 * * *', timezone: 'Europe/Berlin' },
+      }),
+    );
     const r = await cli(db, ['jobs', 'validate', 'ok-job']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /ok {2}ok-job: 4 features from public\.feats -> lin v1/);
     const list = await cli(db, ['jobs', 'list', '--json']);
     const jobs = JSON.parse(list.stdout) as { name: string; valid: boolean }[];
-    assert.deepEqual(jobs.find((j) => j.name === 'ok-job'), {
-      name: 'ok-job',
-      model: 'lin@champion',
-      table: 'feats',
-      schedule: { cron: '30 2 * * *', timezone: 'Europe/Berlin', dateOffsetDays: 0, catchUpDays: 3 },
-      valid: true,
-      error: null,
-    });
+    assert.deepEqual(
+      jobs.find((j) => j.name === 'ok-job'),
+      {
+        name: 'ok-job',
+        model: 'lin@champion',
+        table: 'feats',
+        schedule: { cron: '30 2 * * *', timezone: 'Europe/Berlin', dateOffsetDays: 0, catchUpDays: 3 },
+        valid: true,
+        error: null,
+      },
+    );
     fs.rmSync(path.join(db.jobsDir, 'ok-job.json'));
   });
 
@@ -78,7 +86,10 @@ describe('prescore jobs', () => {
   });
 
   test('the file name and the job name must agree', async () => {
-    fs.writeFileSync(path.join(db.jobsDir, 'other.json'), JSON.stringify(jobSpec('not-other', 'lin@champion', 'feats', featureNames(4))));
+    fs.writeFileSync(
+      path.join(db.jobsDir, 'other.json'),
+      JSON.stringify(jobSpec('not-other', 'lin@champion', 'feats', featureNames(4))),
+    );
     const r = await cli(db, ['jobs', 'validate', 'other']);
     assert.equal(r.code, 2);
     assert.match(r.lastError, /name: is "not-other" but the file is other\.json/);

@@ -21,7 +21,9 @@ describe('model registry', () => {
     assert.match(again.stdout, /^already registered churn v1/);
     const r2 = await cli(db, ['models', 'register', 'churn', path.join(MODELS_DIR, 'multiclass.onnx'), '--alias', 'challenger']);
     assert.match(r2.stdout, /^registered churn v2/);
-    const stored = await db.pool.query<{ onnx: Buffer; sha256: string }>(`SELECT onnx, sha256 FROM prescore.models WHERE name = 'churn' AND version = 1`);
+    const stored = await db.pool.query<{ onnx: Buffer; sha256: string }>(
+      `SELECT onnx, sha256 FROM prescore.models WHERE name = 'churn' AND version = 1`,
+    );
     const bytes = fs.readFileSync(file);
     assert.ok(stored.rows[0]!.onnx.equals(bytes));
     assert.equal(stored.rows[0]!.sha256, crypto.createHash('sha256').update(bytes).digest('hex'));
@@ -30,7 +32,11 @@ describe('model registry', () => {
   test('promote moves an alias; list shows it', async () => {
     const p = await cli(db, ['models', 'promote', 'churn', '2', '--alias', 'champion']);
     assert.equal(p.code, 0, p.stderr);
-    const list = JSON.parse((await cli(db, ['models', 'list', '--json'])).stdout) as { name: string; version: number; aliases: string[] }[];
+    const list = JSON.parse((await cli(db, ['models', 'list', '--json'])).stdout) as {
+      name: string;
+      version: number;
+      aliases: string[];
+    }[];
     assert.deepEqual(
       list.map((m) => [m.name, m.version, m.aliases]),
       [

@@ -28,7 +28,16 @@ describe('atomic publish', () => {
   before(async () => {
     db = await createTestDb('publish');
     await seedFeatures(db.pool, 'feats', { rows: ROWS, features: 4, date: DATE });
-    const r = await cli(db, ['models', 'register', 'm', path.join(MODELS_DIR, 'linear-float32.onnx'), '--alias', 'champion', '--version', '1']);
+    const r = await cli(db, [
+      'models',
+      'register',
+      'm',
+      path.join(MODELS_DIR, 'linear-float32.onnx'),
+      '--alias',
+      'champion',
+      '--version',
+      '1',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     writeJob(db, jobSpec('pub', 'm@champion', 'feats', featureNames(4), { chunkRows: 1000 }));
     const run = await cli(db, ['run', 'pub', '--date', DATE, '--json']);
@@ -43,7 +52,8 @@ describe('atomic publish', () => {
     assert.equal(served.rows.size, ROWS);
     const model = linearModel();
     const source = await sourceRows(db.pool, 'feats', 4, DATE);
-    for (const key of ['1', '777', String(ROWS)]) assertClose(served.rows.get(key)!.score!, model.expect(source.get(key)!).score!, 1e-5, key);
+    for (const key of ['1', '777', String(ROWS)])
+      assertClose(served.rows.get(key)!.score!, model.expect(source.get(key)!).score!, 1e-5, key);
   }
 
   test('while a run is in flight, and after its process is killed, the previous run answers', async () => {
@@ -54,8 +64,11 @@ describe('atomic publish', () => {
     let done = 0;
     for (let i = 0; i < 400 && done < 2; i++) {
       await sleep(50);
-      const r = await db.pool.query(`SELECT count(*)::int AS n FROM prescore.run_chunks c JOIN prescore.runs r ON r.id = c.run_id
-                                      WHERE r.id > $1 AND c.status = 'done'`, [firstRun]);
+      const r = await db.pool.query(
+        `SELECT count(*)::int AS n FROM prescore.run_chunks c JOIN prescore.runs r ON r.id = c.run_id
+                                      WHERE r.id > $1 AND c.status = 'done'`,
+        [firstRun],
+      );
       done = r.rows[0].n;
     }
     assert.ok(done >= 2, 'the second run should have committed some chunks');
@@ -64,7 +77,10 @@ describe('atomic publish', () => {
     const result = await child.done;
     assert.equal(result.signal, 'SIGKILL');
     const runs = await db.pool.query(`SELECT status FROM prescore.runs WHERE id > $1`, [firstRun]);
-    assert.deepEqual(runs.rows.map((r) => r.status), ['running']);
+    assert.deepEqual(
+      runs.rows.map((r) => r.status),
+      ['running'],
+    );
     await assertServesFirstRun();
     // Nothing of the killed run is visible through the partitioned table either.
     const leaked = await db.pool.query(`SELECT count(*)::int AS n FROM prescore.predictions WHERE run_id > $1`, [firstRun]);

@@ -2,7 +2,17 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { MODELS_DIR, cli, createTestDb, featureNames, jobSpec, seedFeatures, servedPredictions, writeJob, type TestDb } from './helpers.js';
+import {
+  MODELS_DIR,
+  cli,
+  createTestDb,
+  featureNames,
+  jobSpec,
+  seedFeatures,
+  servedPredictions,
+  writeJob,
+  type TestDb,
+} from './helpers.js';
 
 const DATE = '2026-11-19';
 
@@ -55,8 +65,16 @@ describe('bad input is refused with a clear error and nothing is published', () 
       spec: jobSpec('good', 'lin@nosuchalias', 'feats', featureNames(4)),
       error: /model lin has no alias "nosuchalias": run prescore models promote lin <version> --alias nosuchalias/,
     },
-    { name: 'a malformed date', args: ['run', 'good', '--date', '2026-02-30'], error: /date "2026-02-30" is not a calendar date in YYYY-MM-DD form/ },
-    { name: 'a date with no rows', args: ['run', 'good', '--date', '2026-01-01'], error: /no rows in feats for as_of = 2026-01-01/ },
+    {
+      name: 'a malformed date',
+      args: ['run', 'good', '--date', '2026-02-30'],
+      error: /date "2026-02-30" is not a calendar date in YYYY-MM-DD form/,
+    },
+    {
+      name: 'a date with no rows',
+      args: ['run', 'good', '--date', '2026-01-01'],
+      error: /no rows in feats for as_of = 2026-01-01/,
+    },
     { name: 'an unknown job', args: ['run', 'nope', '--date', DATE], error: /no job "nope"/ },
   ];
   for (const c of cases) {

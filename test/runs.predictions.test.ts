@@ -56,10 +56,25 @@ describe('prescore run stores the right prediction for every row', () => {
       await seedFeatures(db.pool, table, { rows: c.rows, features: c.model.features, date: DATE, type: c.type ?? 'real' });
       const reg = await cli(db, ['models', 'register', name, path.join(MODELS_DIR, `${c.file}.onnx`), '--alias', 'champion']);
       assert.equal(reg.code, 0, reg.stderr);
-      writeJob(db, jobSpec(`job-${name}`, `${name}@champion`, table, featureNames(c.model.features), c.model.output ? { output: c.model.output } : {}));
+      writeJob(
+        db,
+        jobSpec(
+          `job-${name}`,
+          `${name}@champion`,
+          table,
+          featureNames(c.model.features),
+          c.model.output ? { output: c.model.output } : {},
+        ),
+      );
       const run = await cli(db, ['run', `job-${name}`, '--date', DATE, '--json']);
       assert.equal(run.code, 0, run.stderr);
-      const info = JSON.parse(run.stdout) as { status: string; rowsRead: number; rowsWritten: number; rowsRejected: number; chunks: number };
+      const info = JSON.parse(run.stdout) as {
+        status: string;
+        rowsRead: number;
+        rowsWritten: number;
+        rowsRejected: number;
+        chunks: number;
+      };
       assert.equal(info.status, 'published');
       assert.equal(info.rowsRead, c.rows);
       assert.equal(info.rowsWritten, c.rows);

@@ -1,7 +1,17 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { MODELS_DIR, cli, createTestDb, featureNames, jobSpec, seedFeatures, servedPredictions, writeJob, type TestDb } from './helpers.js';
+import {
+  MODELS_DIR,
+  cli,
+  createTestDb,
+  featureNames,
+  jobSpec,
+  seedFeatures,
+  servedPredictions,
+  writeJob,
+  type TestDb,
+} from './helpers.js';
 
 const DATE = '2026-11-21';
 
@@ -51,7 +61,10 @@ describe('rows that cannot be scored', () => {
     writeJob(db, jobSpec('rej-fail', 'lin@champion', 'feats', featureNames(4), { onBadRow: 'fail' }));
     const run = await cli(db, ['run', 'rej-fail', '--date', DATE]);
     assert.notEqual(run.code, 0);
-    assert.match(run.lastError, /^error: job rej-fail 2026-11-21: chunk \d+ \(keys .*\) of run \d+ failed: key \d+: (NULL|NaN|Infinity|-Infinity) in column f\d/);
+    assert.match(
+      run.lastError,
+      /^error: job rej-fail 2026-11-21: chunk \d+ \(keys .*\) of run \d+ failed: key \d+: (NULL|NaN|Infinity|-Infinity) in column f\d/,
+    );
     const served = await servedPredictions(db.pool, 'rej-fail', DATE);
     assert.equal(served.runId, null);
     const status = await db.pool.query(`SELECT status FROM prescore.runs WHERE job = 'rej-fail'`);

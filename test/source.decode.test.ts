@@ -65,7 +65,10 @@ describe('binary COPY decoder -> Arrow record batch', () => {
         { key: '5', reason: 'NaN in column a' },
         { key: '6', reason: '-Infinity in column b' },
       ]);
-      assert.equal(batches.reduce((a, b) => a + b.read, 0), 7);
+      assert.equal(
+        batches.reduce((a, b) => a + b.read, 0),
+        7,
+      );
     }
   });
 

@@ -74,9 +74,7 @@ export async function executeChunk(
       await writer.query('ROLLBACK');
       return { status: 'skipped', read: 0, written: 0, rejected: 0, timings };
     }
-    sink = writer.query(
-      copyFrom(`COPY prescore.${partitionName(task.runId)} ${PREDICTION_COLUMNS} FROM STDIN (FORMAT binary)`),
-    );
+    sink = writer.query(copyFrom(`COPY prescore.${partitionName(task.runId)} ${PREDICTION_COLUMNS} FROM STDIN (FORMAT binary)`));
     sink.on('error', () => undefined); // surfaced by finished() below
     sink.write(COPY_HEADER);
     reader = await pool.connect();

@@ -92,10 +92,15 @@ export async function runLocally(
     const lane = async () => {
       for (let c = queue.shift(); c && failure === undefined; c = queue.shift()) {
         try {
-          const r = await executeChunk(pool, inference, { runId, date, job, model, chunkNo: c.chunk_no, lo: c.lo, hi: c.hi }, (n) => {
-            progress.rowsRead += n;
-            options.onProgress?.(progress);
-          });
+          const r = await executeChunk(
+            pool,
+            inference,
+            { runId, date, job, model, chunkNo: c.chunk_no, lo: c.lo, hi: c.hi },
+            (n) => {
+              progress.rowsRead += n;
+              options.onProgress?.(progress);
+            },
+          );
           for (const k of Object.keys(stages) as (keyof StageTimings)[]) stages[k] += r.timings[k];
           progress.chunksDone++;
           options.onProgress?.(progress);
