@@ -20,6 +20,11 @@ const schema = z.object({
   PRESCORE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   PRESCORE_INFERENCE_THREADS: z.coerce.number().int().min(1).max(256).optional(),
   PRESCORE_CHUNK_CONCURRENCY: z.coerce.number().int().min(1).max(256).optional(),
+  PRESCORE_LOCK_SECONDS: z.coerce.number().int().min(2).max(3600).default(30),
+  PRESCORE_QUEUE_PREFIX: z
+    .string()
+    .regex(/^[a-z][a-z0-9_]*$/, 'must match [a-z][a-z0-9_]*')
+    .default('prescore'),
 });
 
 export interface Config {
@@ -33,6 +38,13 @@ export interface Config {
   inferenceThreads: number;
   /** Chunks one process works on at once. */
   chunkConcurrency: number;
+  /**
+   * How long a queue job's lock lasts without renewal: a worker killed mid-chunk hands its
+   * chunk to another worker after about this long.
+   */
+  lockSeconds: number;
+  /** BullMQ key prefix (Redis) or schema (PostgreSQL backend) of prescore's queues. */
+  queuePrefix: string;
 }
 
 export function resolveConfig(env: Record<string, string | undefined> = process.env): Config {
@@ -57,5 +69,7 @@ export function resolveConfig(env: Record<string, string | undefined> = process.
     logLevel: c.PRESCORE_LOG_LEVEL,
     inferenceThreads: c.PRESCORE_INFERENCE_THREADS ?? cores,
     chunkConcurrency: c.PRESCORE_CHUNK_CONCURRENCY ?? Math.max(2, cores),
+    lockSeconds: c.PRESCORE_LOCK_SECONDS,
+    queuePrefix: c.PRESCORE_QUEUE_PREFIX,
   };
 }

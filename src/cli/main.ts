@@ -7,6 +7,9 @@ import { modelsCommands } from './models.js';
 import { runCommand } from './run.js';
 import { runsCommands } from './runs.js';
 import { withContext } from './context.js';
+import { backfillCommand } from './backfill.js';
+import { schedulerCommand } from './scheduler.js';
+import { workerCommands } from './worker.js';
 
 const program = new Command('prescore')
   .description('Scheduled batch inference: PostgreSQL features in, ONNX predictions out, served by key.')
@@ -33,6 +36,9 @@ modelsCommands(program);
 jobsCommands(program);
 runCommand(program);
 runsCommands(program);
+backfillCommand(program);
+workerCommands(program);
+schedulerCommand(program);
 demoCommand(program);
 
 try {

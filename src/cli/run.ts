@@ -1,8 +1,12 @@
 import type { Command } from 'commander';
 import { loadJob } from '../definitions/load.js';
 import { InferencePool } from '../inference/pool.js';
+import { RunError } from '../errors.js';
+import { resolveJob } from '../definitions/check.js';
+import { followRun } from '../runs/control.js';
 import { runLocally } from '../runs/local.js';
-import { checkDate } from '../runs/plan.js';
+import { ActiveRunError, checkDate, planRun } from '../runs/plan.js';
+import { withEnqueuer } from './queueing.js';
 import { formatCount, printJson, withContext } from './context.js';
 import { progressBar } from './progress.js';
 import type { RunInfo } from '../runs/store.js';
@@ -27,26 +31,59 @@ export function runCommand(program: Command): void {
     .description('score one date of a job in this process and publish it')
     .option('--date <date>', 'the partition date YYYY-MM-DD (default: today in the job time zone)')
     .option('--concurrency <n>', 'chunks in flight at once in this process')
+    .option('--queue', 'hand the chunks to the running `prescore worker`s and follow the run to its end')
+    .option('--no-wait', 'with --queue: print the run id and return')
     .option('--json', 'print the run as `runs show --json` does')
-    .action(async (name: string, opts: { date?: string; concurrency?: string; json?: boolean }) => {
-      await withContext(async ({ config, db, log }) => {
-        const job = loadJob(config.jobsDir, name);
-        const date = checkDate(opts.date ?? todayIn(job.spec.schedule?.timezone ?? 'UTC'));
-        const inference = new InferencePool(config.inferenceThreads);
-        const bar = progressBar(`${name} ${date}`);
-        try {
-          const run = await runLocally(db.pool, inference, log, job, {
-            date,
-            concurrency: opts.concurrency ? Math.max(1, Number(opts.concurrency)) : config.chunkConcurrency,
-            onProgress: (p) => bar.update(p),
-          });
-          bar.stop();
-          if (opts.json) printJson(run);
-          else process.stdout.write(summary(run) + '\n');
-        } finally {
-          bar.stop();
-          await inference.close();
-        }
-      });
-    });
+    .action(
+      async (name: string, opts: { date?: string; concurrency?: string; queue?: boolean; wait: boolean; json?: boolean }) => {
+        await withContext(async ({ config, db, log }) => {
+          const job = loadJob(config.jobsDir, name);
+          const date = checkDate(opts.date ?? todayIn(job.spec.schedule?.timezone ?? 'UTC'));
+          if (opts.queue) {
+            const runId = await withEnqueuer(config, db, async (enqueue) => {
+              let id: string;
+              try {
+                id = (await planRun(db.pool, await resolveJob(db.pool, job), date, 'cli')).runId;
+              } catch (err) {
+                // Another trigger got there first: follow that run instead of starting a second.
+                if (!(err instanceof ActiveRunError)) throw err;
+                id = err.runId;
+                log.info({ runId: id }, 'following the active run of this job and date');
+              }
+              await enqueue(id);
+              return id;
+            });
+            if (!opts.wait) {
+              process.stdout.write(opts.json ? JSON.stringify({ id: runId }) + '\n' : `run ${runId} queued\n`);
+              return;
+            }
+            const bar = progressBar(`${name} ${date}`);
+            const run = await followRun(db.pool, runId, (r) =>
+              bar.update({ runId, rowsPlanned: r.rowsPlanned, rowsRead: r.rowsRead, chunks: r.chunks, chunksDone: r.chunksDone }),
+            );
+            bar.stop();
+            if (opts.json) printJson(run);
+            else process.stdout.write(summary(run) + '\n');
+            if (run.status !== 'published')
+              throw new RunError(run.id, `run ${run.id} ${run.status}: ${run.error ?? 'no error recorded'}`);
+            return;
+          }
+          const inference = new InferencePool(config.inferenceThreads);
+          const bar = progressBar(`${name} ${date}`);
+          try {
+            const run = await runLocally(db.pool, inference, log, job, {
+              date,
+              concurrency: opts.concurrency ? Math.max(1, Number(opts.concurrency)) : config.chunkConcurrency,
+              onProgress: (p) => bar.update(p),
+            });
+            bar.stop();
+            if (opts.json) printJson(run);
+            else process.stdout.write(summary(run) + '\n');
+          } finally {
+            bar.stop();
+            await inference.close();
+          }
+        });
+      },
+    );
 }

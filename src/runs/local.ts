@@ -1,4 +1,4 @@
-import { errorMessage } from '../errors.js';
+import { RunError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Pool } from '../db/pool.js';
 import { resolveJob, type ResolvedJob } from '../definitions/check.js';
@@ -27,14 +27,35 @@ export interface LocalRunOptions {
   onPlanned?: (runId: string) => void;
 }
 
-/** A run whose process stopped heartbeating this long ago is taken over by the next `run`. */
+/** A local run whose process stopped heartbeating this long ago is taken over by the next `run`. */
 const STALE_MS = 60_000;
 const HEARTBEAT_MS = 5_000;
 
 /**
+ * Plans a run of (job, date), or takes over a local run of it whose process died (no
+ * heartbeat for a minute): its done chunks stay done. Any other active run is an error.
+ */
+export async function planOrResume(pool: Pool, log: Logger, jobFile: JobFile, date: string, trigger: string): Promise<string> {
+  checkDate(date);
+  const resolved = await resolveJob(pool, jobFile);
+  try {
+    return (await planRun(pool, resolved, date, trigger)).runId;
+  } catch (err) {
+    if (!(err instanceof ActiveRunError)) throw err;
+    const stale = await pool.query<{ id: string }>(
+      `UPDATE prescore.runs SET heartbeat_at = now() WHERE id = $1::bigint AND status = 'running' AND mode = 'local'
+          AND heartbeat_at < now() - make_interval(secs => $2) RETURNING id::text`,
+      [err.runId, STALE_MS / 1000],
+    );
+    if (!stale.rows[0]) throw err;
+    log.warn({ runId: err.runId, job: jobFile.spec.name, date }, 'resuming a run abandoned by its process');
+    return err.runId;
+  }
+}
+
+/**
  * Plans, executes and publishes one run in this process (what `prescore run` does without
- * --queue): the same plan/chunk/finalize code the queue workers run, in a loop. A run left
- * behind by a killed process (no heartbeat for a minute) is resumed: its done chunks stay.
+ * --queue): the same plan/chunk/finalize code the queue workers run, in a loop.
  */
 export async function runLocally(
   pool: Pool,
@@ -43,27 +64,22 @@ export async function runLocally(
   jobFile: JobFile,
   options: LocalRunOptions,
 ): Promise<RunInfo> {
-  const date = checkDate(options.date);
   const started = performance.now();
-  const resolved = await resolveJob(pool, jobFile);
-  let runId: string;
-  let job: ResolvedJob = resolved;
-  try {
-    runId = (await planRun(pool, resolved, date, options.trigger ?? 'cli')).runId;
-  } catch (err) {
-    if (!(err instanceof ActiveRunError)) throw err;
-    const stale = await pool.query<{ spec: ResolvedJob }>(
-      `UPDATE prescore.runs SET heartbeat_at = now() WHERE id = $1::bigint AND status = 'running'
-          AND heartbeat_at < now() - make_interval(secs => $2) RETURNING spec`,
-      [err.runId, STALE_MS / 1000],
-    );
-    if (!stale.rows[0]) throw err;
-    runId = err.runId;
-    job = stale.rows[0].spec;
-    log.warn({ runId, job: job.name, date }, 'resuming a run abandoned by its process');
-  }
+  const date = checkDate(options.date);
+  const runId = await planOrResume(pool, log, jobFile, date, options.trigger ?? 'cli');
   options.onPlanned?.(runId);
-  const planMs = performance.now() - started;
+  return executeLocally(pool, inference, log, runId, options, performance.now() - started);
+}
+
+/** Executes the pending chunks of a planned run in this process, then finalizes it. */
+export async function executeLocally(
+  pool: Pool,
+  inference: InferencePool,
+  log: Logger,
+  runId: string,
+  options: Pick<LocalRunOptions, 'concurrency' | 'onProgress'>,
+  planMs = 0,
+): Promise<RunInfo> {
   const heartbeat = setInterval(() => {
     pool
       .query('UPDATE prescore.runs SET heartbeat_at = now() WHERE id = $1::bigint', [runId])
@@ -71,6 +87,12 @@ export async function runLocally(
   }, HEARTBEAT_MS);
   heartbeat.unref();
   try {
+    const spec = await pool.query<{ spec: ResolvedJob; date: string }>(
+      'SELECT spec, date::text FROM prescore.runs WHERE id = $1::bigint',
+      [runId],
+    );
+    const job = spec.rows[0]!.spec;
+    const date = spec.rows[0]!.date;
     const model = sharedBytes(await loadModelBytes(pool, job.model.name, job.model.version));
     const { rows: chunks } = await pool.query<{ chunk_no: number; lo: string | null; hi: string | null; status: string }>(
       'SELECT chunk_no, lo, hi, status FROM prescore.run_chunks WHERE run_id = $1::bigint ORDER BY chunk_no',
@@ -92,15 +114,15 @@ export async function runLocally(
     const lane = async () => {
       for (let c = queue.shift(); c && failure === undefined; c = queue.shift()) {
         try {
-          const r = await executeChunk(
-            pool,
-            inference,
-            { runId, date, job, model, chunkNo: c.chunk_no, lo: c.lo, hi: c.hi },
-            (n) => {
-              progress.rowsRead += n;
-              options.onProgress?.(progress);
-            },
-          );
+          const task = { runId, date, job, model, chunkNo: c.chunk_no, lo: c.lo, hi: c.hi };
+          const r = await executeChunk(pool, inference, task, (n) => {
+            progress.rowsRead += n;
+            options.onProgress?.(progress);
+          });
+          if (r.status === 'inactive') {
+            const now = await getRun(pool, runId);
+            throw new RunError(runId, `run ${runId} was ${now?.status ?? 'removed'} while it ran; stopped`);
+          }
           for (const k of Object.keys(stages) as (keyof StageTimings)[]) stages[k] += r.timings[k];
           progress.chunksDone++;
           options.onProgress?.(progress);

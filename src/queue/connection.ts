@@ -1,0 +1,77 @@
+import { FlowProducer, Queue, Worker, createPostgresBackend, type Processor } from 'bullmq';
+import type { Config } from '../config.js';
+
+export const CHUNK_QUEUE = 'chunks';
+export const FINALIZE_QUEUE = 'finalize';
+
+/**
+ * Where prescore's BullMQ queues live: Redis when REDIS_URL is set, otherwise BullMQ's own
+ * PostgreSQL backend in the same database (schema `<prefix>_queue`), so one code path serves a
+ * laptop with only PostgreSQL and a fleet with Redis.
+ */
+export interface QueueBackend {
+  kind: 'redis' | 'postgres';
+  describe: string;
+  queue(name: string): Queue;
+  worker(name: string, processor: Processor, options: { concurrency: number; lockSeconds: number }): Worker;
+  flowProducer(): FlowProducer;
+}
+
+function redisConnection(url: string) {
+  const u = new URL(url);
+  return {
+    host: u.hostname || '127.0.0.1',
+    port: u.port ? Number(u.port) : 6379,
+    username: u.username ? decodeURIComponent(u.username) : undefined,
+    password: u.password ? decodeURIComponent(u.password) : undefined,
+    db: u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0,
+    tls: u.protocol === 'rediss:' ? {} : undefined,
+    // Workers block on Redis; BullMQ requires unlimited retries per request for them.
+    maxRetriesPerRequest: null,
+  };
+}
+
+export function queueBackend(config: Config, databaseUrl: string): QueueBackend {
+  if (config.redisUrl) {
+    const connection = redisConnection(config.redisUrl);
+    const prefix = config.queuePrefix;
+    return {
+      kind: 'redis',
+      describe: `Redis ${connection.host}:${connection.port} (prefix ${prefix})`,
+      queue: (name) => new Queue(name, { connection, prefix }),
+      worker: (name, processor, o) =>
+        new Worker(name, processor, {
+          connection,
+          prefix,
+          concurrency: o.concurrency,
+          lockDuration: o.lockSeconds * 1000,
+          stalledInterval: o.lockSeconds * 1000,
+          maxStalledCount: 5,
+        }),
+      flowProducer: () => new FlowProducer({ connection, prefix }),
+    };
+  }
+  const connection = { connectionString: databaseUrl, schema: `${config.queuePrefix}_queue`, migrate: true, max: 4 };
+  /* eslint-disable @typescript-eslint/no-explicit-any -- BullMQ's backend generics do not survive a union */
+  const factory = createPostgresBackend as any;
+  return {
+    kind: 'postgres',
+    describe: `BullMQ PostgreSQL backend (schema ${connection.schema})`,
+    queue: (name) => new Queue(name, { connection } as any, factory) as unknown as Queue,
+    worker: (name, processor, o) =>
+      new Worker(
+        name,
+        processor,
+        {
+          connection,
+          concurrency: o.concurrency,
+          lockDuration: o.lockSeconds * 1000,
+          stalledInterval: o.lockSeconds * 1000,
+          maxStalledCount: 5,
+        } as any,
+        factory,
+      ) as unknown as Worker,
+    flowProducer: () => new FlowProducer({ connection } as any, factory) as unknown as FlowProducer,
+  };
+  /* eslint-enable @typescript-eslint/no-explicit-any */
+}

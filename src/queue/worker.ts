@@ -1,0 +1,157 @@
+import { UnrecoverableError, type Job } from 'bullmq';
+import type { Config } from '../config.js';
+import { InputError, errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Pool } from '../db/pool.js';
+import type { ResolvedJob } from '../definitions/check.js';
+import { InferencePool, sharedBytes } from '../inference/pool.js';
+import { loadModelBytes } from '../models/registry.js';
+import { executeChunk } from '../runs/chunk.js';
+import { finalizeRun } from '../runs/finalize.js';
+import { failRun } from '../runs/store.js';
+import { CHUNK_QUEUE, FINALIZE_QUEUE, type QueueBackend } from './connection.js';
+import { reconcileRuns, type ChunkJobData, type FinalizeJobData } from './flows.js';
+
+interface RunContext {
+  job: ResolvedJob;
+  date: string;
+  model: Uint8Array;
+}
+
+export interface WorkerHandle {
+  close(): Promise<void>;
+}
+
+const RECONCILE_MS = 10_000;
+
+/**
+ * A queue worker: scores chunks (N at once) and finalizes runs for any number of runs, on any
+ * number of machines. Inference runs in worker threads so this event loop stays free to renew
+ * BullMQ locks. Bad input fails the run at once (no retries); other errors retry with backoff
+ * and fail the run on the last attempt.
+ */
+export async function startWorker(
+  pool: Pool,
+  backend: QueueBackend,
+  config: Config,
+  log: Logger,
+  concurrency: number,
+): Promise<WorkerHandle> {
+  const inference = new InferencePool(Math.min(concurrency, config.inferenceThreads));
+  const runs = new Map<string, Promise<RunContext>>();
+  const models = new Map<string, Promise<Uint8Array>>();
+
+  const context = (runId: string): Promise<RunContext> => {
+    let ctx = runs.get(runId);
+    if (!ctx) {
+      ctx = (async () => {
+        const { rows } = await pool.query<{ spec: ResolvedJob; date: string }>(
+          'SELECT spec, date::text FROM prescore.runs WHERE id = $1::bigint',
+          [runId],
+        );
+        if (!rows[0]) throw new InputError(`run ${runId} does not exist`);
+        const job = rows[0].spec;
+        let model = models.get(job.model.sha256);
+        if (!model) {
+          model = loadModelBytes(pool, job.model.name, job.model.version).then(sharedBytes);
+          models.set(job.model.sha256, model);
+        }
+        return { job, date: rows[0].date, model: await model };
+      })();
+      ctx.catch(() => runs.delete(runId));
+      runs.set(runId, ctx);
+      if (runs.size > 100) runs.delete(runs.keys().next().value!);
+    }
+    return ctx;
+  };
+
+  /** Decides whether a failure ends the run now; returns the error BullMQ should see. */
+  const fail = async (job: Job, runId: string, err: unknown): Promise<Error> => {
+    const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+    const message = errorMessage(err);
+    if (err instanceof InputError || last) {
+      await failRun(pool, runId, message).catch(() => undefined);
+      log.error({ runId, job: job.id, err: message }, 'run failed');
+      return new UnrecoverableError(message);
+    }
+    log.warn({ runId, job: job.id, attempt: job.attemptsMade + 1, err: message }, 'will retry');
+    return err instanceof Error ? err : new Error(message);
+  };
+
+  const chunkWorker = backend.worker(
+    CHUNK_QUEUE,
+    async (job: Job<ChunkJobData>) => {
+      const { runId, chunkNo } = job.data;
+      try {
+        const ctx = await context(runId);
+        const bounds = await pool.query<{ lo: string | null; hi: string | null }>(
+          'SELECT lo, hi FROM prescore.run_chunks WHERE run_id = $1::bigint AND chunk_no = $2',
+          [runId, chunkNo],
+        );
+        if (!bounds.rows[0]) throw new InputError(`run ${runId} has no chunk ${chunkNo}`);
+        log.debug({ runId, chunkNo, pid: process.pid }, 'chunk started');
+        const r = await executeChunk(pool, inference, {
+          runId,
+          date: ctx.date,
+          job: ctx.job,
+          model: ctx.model,
+          chunkNo,
+          ...bounds.rows[0],
+        });
+        log.debug({ runId, chunkNo, status: r.status, rows: r.read }, 'chunk finished');
+        return { status: r.status, read: r.read, written: r.written, rejected: r.rejected };
+      } catch (err) {
+        throw await fail(job, runId, err);
+      }
+    },
+    { concurrency, lockSeconds: config.lockSeconds },
+  );
+  const finalizeWorker = backend.worker(
+    FINALIZE_QUEUE,
+    async (job: Job<FinalizeJobData>) => {
+      const { runId } = job.data;
+      try {
+        log.debug({ runId, pid: process.pid }, 'finalize started');
+        await finalizeRun(pool, runId, log);
+        runs.delete(runId);
+        return { published: runId };
+      } catch (err) {
+        throw await fail(job, runId, err);
+      }
+    },
+    { concurrency: 1, lockSeconds: config.lockSeconds },
+  );
+  for (const w of [chunkWorker, finalizeWorker]) {
+    w.on('error', (err) => log.warn({ err: errorMessage(err) }, 'queue worker error'));
+  }
+
+  const producer = backend.flowProducer();
+  const finalizeQueue = backend.queue(FINALIZE_QUEUE);
+  producer.on('error', (err) => log.warn({ err: errorMessage(err) }, 'queue producer error'));
+  finalizeQueue.on('error', (err) => log.warn({ err: errorMessage(err) }, 'queue error'));
+  const reconcile = async () => {
+    try {
+      const fixed = await reconcileRuns(pool, producer, finalizeQueue);
+      if (fixed.length) log.warn({ runs: fixed }, 're-enqueued runs missing from the queue');
+    } catch (err) {
+      log.warn({ err: errorMessage(err) }, 'reconcile failed');
+    }
+  };
+  const timer = setInterval(() => void reconcile(), RECONCILE_MS);
+  timer.unref();
+  void reconcile();
+  log.info({ pid: process.pid, concurrency, queue: backend.describe }, 'worker started');
+
+  let closing: Promise<void> | undefined;
+  return {
+    close: () =>
+      (closing ??= (async () => {
+        clearInterval(timer);
+        // BullMQ's close waits for the jobs in flight to finish: nothing is left half done.
+        await Promise.all([chunkWorker.close(), finalizeWorker.close()]);
+        await Promise.all([producer.close(), finalizeQueue.close()]);
+        await inference.close();
+        log.info({ pid: process.pid }, 'worker stopped');
+      })()),
+  };
+}

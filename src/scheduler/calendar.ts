@@ -1,0 +1,40 @@
+import { CronExpressionParser } from 'cron-parser';
+
+export interface Schedule {
+  cron: string;
+  timezone: string;
+  dateOffsetDays: number;
+  catchUpDays: number;
+}
+
+/** The calendar date (YYYY-MM-DD) of an instant in a time zone. */
+export function localDate(instant: Date, timeZone: string): string {
+  return new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(instant);
+}
+
+export function addDays(date: string, days: number): string {
+  const d = new Date(`${date}T00:00:00Z`);
+  d.setUTCDate(d.getUTCDate() + days);
+  return d.toISOString().slice(0, 10);
+}
+
+/**
+ * The partition dates whose trigger time has come, from the calendar rather than from timer
+ * callbacks: every fire of the cron (in its time zone) in the last catchUpDays days up to
+ * `now`, as the date it scores. cron-parser resolves daylight saving: a 02:30 fire on the
+ * spring-forward night happens at 03:30, and on the fall-back night once. Several fires on
+ * one day score one date (the trigger identity is (job, date)).
+ */
+export function dueDates(schedule: Schedule, now: Date): string[] {
+  const firstDay = addDays(localDate(now, schedule.timezone), -schedule.catchUpDays);
+  const start = new Date(now.getTime() - (schedule.catchUpDays + 2) * 86_400_000);
+  const expr = CronExpressionParser.parse(schedule.cron, { tz: schedule.timezone, currentDate: start, endDate: now });
+  const dates = new Set<string>();
+  while (expr.hasNext()) {
+    const fire = expr.next().toDate();
+    if (fire.getTime() > now.getTime()) break;
+    const day = localDate(fire, schedule.timezone);
+    if (day >= firstDay) dates.add(addDays(day, schedule.dateOffsetDays));
+  }
+  return [...dates].sort();
+}
