@@ -339,6 +339,33 @@ export function zipmapModel(): Uint8Array {
   });
 }
 
+/**
+ * Looks its features up in a 10-entry table (Gather on the features cast to int64): rows whose
+ * features round outside [-10, 9] make onnxruntime throw, as a model that fails on some data.
+ */
+export function gatherModel(features = 4): TestModel {
+  const table = Array.from({ length: 10 }, (_, i) => f32(i * 0.5 - 1));
+  const bytes = buildModel({
+    inputs: [{ name: 'x', type: 'float32', shape: ['N', features] }],
+    outputs: [{ name: 'y', type: 'float32', shape: ['N', 1] }],
+    initializers: [
+      { name: 'table', type: 'float32', dims: [10], values: table },
+      { name: 'axes', type: 'int64', dims: [1], values: [1] },
+    ],
+    nodes: [
+      { op: 'Cast', inputs: ['x'], outputs: ['xi'], attrs: { to: { i: 7 } } },
+      { op: 'Gather', inputs: ['table', 'xi'], outputs: ['g'] },
+      { op: 'ReduceSum', inputs: ['g', 'axes'], outputs: ['y'], attrs: { keepdims: { i: 1 } } },
+    ],
+  });
+  return {
+    name: 'gather',
+    bytes,
+    features,
+    expect: (x) => ({ score: x.reduce((a, v) => a + table[(Math.trunc(v) + 10) % 10]!, 0) }),
+  };
+}
+
 export function allTestModels(): TestModel[] {
   return [
     linearModel(),
@@ -349,6 +376,7 @@ export function allTestModels(): TestModel[] {
     treeModel(),
     binaryModel(),
     multiclassModel(),
+    gatherModel(),
   ];
 }
 

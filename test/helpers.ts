@@ -28,6 +28,7 @@ export async function createTestDb(label: string): Promise<TestDb> {
   await admin.end();
   const url = ADMIN_URL.replace(/\/[^/]*$/, `/${name}`);
   const pool = new pg.Pool({ connectionString: url, max: 4 });
+  pool.on('error', () => undefined); // a server restart in a fault test must not crash the test process
   const jobsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'prescore-jobs-'));
   return {
     name,
@@ -63,7 +64,13 @@ export function startCli(
   db: TestDb | null,
   args: string[],
   env: Record<string, string | undefined> = {},
-): { pid: number; kill(signal: NodeJS.Signals): void; done: Promise<CliResult> } {
+): {
+  pid: number;
+  kill(signal: NodeJS.Signals): void;
+  output(): { stdout: string; stderr: string };
+  exitCode(): number | null;
+  done: Promise<CliResult>;
+} {
   const fullEnv: Record<string, string | undefined> = {
     ...process.env,
     PRESCORE_LOG_LEVEL: 'warn',
@@ -82,7 +89,13 @@ export function startCli(
       resolve({ code, signal, stdout, stderr, lastError: lines[lines.length - 1] ?? '' });
     });
   });
-  return { pid: child.pid!, kill: (s) => child.kill(s), done };
+  return {
+    pid: child.pid!,
+    kill: (s) => child.kill(s),
+    output: () => ({ stdout, stderr }),
+    exitCode: () => child.exitCode ?? (child.signalCode ? -1 : null),
+    done,
+  };
 }
 
 export function writeJob(db: TestDb, spec: Record<string, unknown>): void {
@@ -171,4 +184,32 @@ export function assertClose(actual: number, expected: number, tolerance: number,
   if (!(Math.abs(actual - expected) <= tolerance)) {
     throw new Error(`${what}: got ${actual}, expected ${expected} (tolerance ${tolerance})`);
   }
+}
+
+/** Polls `check` until it returns a value (not undefined/false) or the time is up. */
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 30_000,
+  everyMs = 50,
+): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** JSON log lines a prescore process wrote to stderr. */
+export function logLines(stderr: string): Record<string, unknown>[] {
+  return stderr
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+export function todayUtc(): string {
+  return new Date().toISOString().slice(0, 10);
 }

@@ -93,19 +93,33 @@ export function backfillCommand(program: Command): void {
 
           const one = async (date: string, enqueue: ((id: string) => Promise<boolean>) | null): Promise<Outcome> => {
             if (published.has(date) && !opts.force) return { date, status: 'skipped (published)' };
-            let runId: string;
-            try {
-              runId = (await planRun(db.pool, resolved, date, 'backfill')).runId;
-            } catch (err) {
-              if (err instanceof ActiveRunError) runId = err.runId;
-              else if (err instanceof InputError && /no rows in/.test(err.message)) return { date, status: 'skipped (no rows)' };
-              else throw err;
+            // Resume rather than restart: follow an active run, retry a failed one (its done
+            // chunks stay), plan a new run only when there is none to continue.
+            const latest = (
+              await db.pool.query<{ id: string; status: string }>(
+                `SELECT id::text, status FROM prescore.runs WHERE job = $1 AND date = $2::date ORDER BY id DESC LIMIT 1`,
+                [name, date],
+              )
+            ).rows[0];
+            let runId: string | undefined;
+            if (latest && (latest.status === 'running' || latest.status === 'finalizing')) runId = latest.id;
+            else if (latest?.status === 'failed') {
+              runId = await retryRun(db.pool, latest.id).then(
+                (r) => r.id,
+                () => undefined, // its predictions were dropped: plan a new run
+              );
             }
-            const latest = await db.pool.query<{ id: string; status: string }>(
-              `SELECT id::text, status FROM prescore.runs WHERE id = $1::bigint`,
-              [runId],
-            );
-            if (latest.rows[0]?.status === 'failed') await retryRun(db.pool, runId);
+            if (runId === undefined) {
+              try {
+                runId = (await planRun(db.pool, resolved, date, 'backfill')).runId;
+              } catch (err) {
+                if (err instanceof ActiveRunError) runId = err.runId;
+                else if (err instanceof InputError && /no rows in/.test(err.message))
+                  return { date, status: 'skipped (no rows)' };
+                else throw err;
+              }
+            }
+            const id = runId;
             const bar = multi?.create(1, 0, { label: `${name} ${date}`, rows: '0', rate: '-' });
             const t0 = Date.now();
             const update = (r: Pick<RunInfo, 'rowsRead' | 'rowsPlanned'>) => {
@@ -117,22 +131,22 @@ export function backfillCommand(program: Command): void {
             };
             let run: RunInfo;
             if (enqueue) {
-              await enqueue(runId);
-              run = await followRun(db.pool, runId, update);
+              await enqueue(id);
+              run = await followRun(db.pool, id, update);
             } else {
               try {
-                run = await executeLocally(db.pool, inference!, log, runId, {
+                run = await executeLocally(db.pool, inference!, log, id, {
                   concurrency: config.chunkConcurrency,
                   onProgress: (p) => update(p),
                 });
               } catch (err) {
-                return { date, status: 'failed', runId, error: errorMessage(err) };
+                return { date, status: 'failed', runId: id, error: errorMessage(err) };
               }
             }
             update(run);
             bar?.stop();
             totalRows += run.rowsRead;
-            return { date, status: run.status, runId, error: run.error ?? undefined };
+            return { date, status: run.status, runId: id, error: run.error ?? undefined };
           };
 
           const lanes = async (enqueue: ((id: string) => Promise<boolean>) | null) => {

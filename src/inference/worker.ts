@@ -13,6 +13,8 @@ function session(task: InferTask): Promise<ort.InferenceSession> {
       interOpNumThreads: 1,
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',
+      // prescore reports a failed batch itself (naming the keys); onnxruntime's own log would repeat it.
+      logSeverityLevel: 4,
     });
     s.catch(() => sessions.delete(task.sha256));
     sessions.set(task.sha256, s);

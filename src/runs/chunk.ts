@@ -107,7 +107,17 @@ export async function executeChunk(
     const write = async (batch: RecordBatch, pending: Promise<InferResult> | null): Promise<void> => {
       if (!pending) return;
       let t = performance.now();
-      const result = await pending;
+      let result: InferResult;
+      try {
+        result = await pending;
+      } catch (err) {
+        // The same model on the same rows fails the same way: retrying cannot help.
+        const first = keyColumn(batch);
+        const key = Buffer.from(first.data.subarray(first.offsets[0], first.offsets[1])).toString('utf8');
+        throw new InputError(`the model failed on the batch starting at key ${key}: ${errorMessage(err).split('\n')[0]}`, {
+          cause: err,
+        });
+      }
       timings.inferWait += performance.now() - t;
       t = performance.now();
       const buf = encodePredictions(runId, keyColumn(batch), batch.numRows, job.mapping, result);
