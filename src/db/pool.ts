@@ -9,8 +9,13 @@ pg.types.setTypeParser(pg.types.builtins.DATE, (v) => v);
 
 export function createPool(connectionString: string, log: Logger, max = 10): Pool {
   const pool = new pg.Pool({ connectionString, max, application_name: 'prescore' });
-  // An idle client losing its server must not crash the process (pg-boss does the same).
+  // A client losing its server (a restart, a failover) must not crash the process: idle
+  // clients report through the pool, checked-out ones through their own listener; the query
+  // in flight fails and the caller retries or fails the run (pg-boss does the same).
   pool.on('error', (err) => log.warn({ err: err.message }, 'postgres connection error'));
+  pool.on('connect', (client) => {
+    client.on('error', (err) => log.warn({ err: err.message }, 'postgres connection error (in use)'));
+  });
   return pool;
 }
 
