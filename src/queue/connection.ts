@@ -31,6 +31,16 @@ function redisConnection(url: string) {
   };
 }
 
+/** Lock and stall settings shared by both backends: a dead worker's job moves on after lockSeconds. */
+function workerOptions(o: { concurrency: number; lockSeconds: number }) {
+  return {
+    concurrency: o.concurrency,
+    lockDuration: o.lockSeconds * 1000,
+    stalledInterval: o.lockSeconds * 1000,
+    maxStalledCount: 5,
+  };
+}
+
 export function queueBackend(config: Config, databaseUrl: string): QueueBackend {
   if (config.redisUrl) {
     const connection = redisConnection(config.redisUrl);
@@ -39,15 +49,7 @@ export function queueBackend(config: Config, databaseUrl: string): QueueBackend 
       kind: 'redis',
       describe: `Redis ${connection.host}:${connection.port} (prefix ${prefix})`,
       queue: (name) => new Queue(name, { connection, prefix }),
-      worker: (name, processor, o) =>
-        new Worker(name, processor, {
-          connection,
-          prefix,
-          concurrency: o.concurrency,
-          lockDuration: o.lockSeconds * 1000,
-          stalledInterval: o.lockSeconds * 1000,
-          maxStalledCount: 5,
-        }),
+      worker: (name, processor, o) => new Worker(name, processor, { connection, prefix, ...workerOptions(o) }),
       flowProducer: () => new FlowProducer({ connection, prefix }),
     };
   }
@@ -59,18 +61,7 @@ export function queueBackend(config: Config, databaseUrl: string): QueueBackend 
     describe: `BullMQ PostgreSQL backend (schema ${connection.schema})`,
     queue: (name) => new Queue(name, { connection } as any, factory) as unknown as Queue,
     worker: (name, processor, o) =>
-      new Worker(
-        name,
-        processor,
-        {
-          connection,
-          concurrency: o.concurrency,
-          lockDuration: o.lockSeconds * 1000,
-          stalledInterval: o.lockSeconds * 1000,
-          maxStalledCount: 5,
-        } as any,
-        factory,
-      ) as unknown as Worker,
+      new Worker(name, processor, { connection, ...workerOptions(o) } as any, factory) as unknown as Worker,
     flowProducer: () => new FlowProducer({ connection } as any, factory) as unknown as FlowProducer,
   };
   /* eslint-enable @typescript-eslint/no-explicit-any */
