@@ -109,4 +109,24 @@ describe('atomic publish', () => {
     const statuses = await db.pool.query(`SELECT id::text, status FROM prescore.runs WHERE job = 'pub' ORDER BY id`);
     assert.equal(statuses.rows.find((r) => r.id === firstRun)!.status, 'superseded');
   });
+
+  test('runs past keepRuns are detached and dropped; the serving run stays', async () => {
+    writeJob(db, jobSpec('pub', 'm@champion', 'feats', featureNames(4), { chunkRows: 1000, keepRuns: 1 }));
+    const before = await servedPredictions(db.pool, 'pub', DATE);
+    const run = await cli(db, ['run', 'pub', '--date', DATE, '--json']);
+    assert.equal(run.code, 0, run.stderr);
+    const id = (JSON.parse(run.stdout) as { id: string }).id;
+    const tables = await db.pool.query<{ relname: string }>(
+      `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'prescore' AND c.relname LIKE 'predictions_r%' AND c.relkind = 'r'`,
+    );
+    assert.deepEqual(
+      tables.rows.map((r) => r.relname),
+      [`predictions_r${id}`],
+    );
+    assert.notEqual(before.runId, id);
+    const served = await servedPredictions(db.pool, 'pub', DATE);
+    assert.equal(served.runId, id);
+    assert.equal(served.rows.size, ROWS);
+  });
 });

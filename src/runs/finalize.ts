@@ -169,6 +169,7 @@ export async function finalizeRun(pool: Pool, runId: string, log: Logger): Promi
     await client.query('SELECT pg_notify($1, $2)', [PUBLISH_CHANNEL, JSON.stringify({ job: info.job, date: info.date, runId })]);
     return prev.rows[0]?.run_id;
   });
+  if (previous === 'already') return;
   log.info({ runId, job: info.job, date: info.date, previous }, 'published');
   await dropExpired(pool, info.job, info.date, keepRuns, log);
 }
@@ -190,7 +191,16 @@ export async function dropExpired(pool: Pool, job: string, date: string, keepRun
     [job, date, keepRuns],
   );
   for (const { id } of rows) {
-    await pool.query(`DROP TABLE IF EXISTS prescore.${partitionName(id)}`);
+    const table = `prescore.${partitionName(id)}`;
+    const attached = await pool.query(`SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass($1)`, [table]);
+    if (attached.rowCount) {
+      // Dropping an attached partition would lock the whole predictions table against readers;
+      // detaching it concurrently first does not (PostgreSQL 14+).
+      await pool.query(`ALTER TABLE prescore.predictions DETACH PARTITION ${table} CONCURRENTLY`).catch(async () => {
+        await pool.query(`ALTER TABLE prescore.predictions DETACH PARTITION ${table}`);
+      });
+    }
+    await pool.query(`DROP TABLE IF EXISTS ${table}`);
     await pool.query(`DELETE FROM prescore.rejects WHERE run_id = $1::bigint`, [id]);
     log.debug({ runId: id }, 'dropped expired run predictions');
   }
