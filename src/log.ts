@@ -11,7 +11,7 @@ export function createLogger(level: string): Logger {
   if (process.stderr.isTTY) {
     return pino(
       { level },
-      pretty({ destination: 2, sync: true, colorize: true, ignore: 'pid,hostname', translateTime: 'HH:MM:ss' }),
+      pretty({ destination: 2, sync: true, colorize: true, singleLine: true, ignore: 'pid,hostname', translateTime: 'HH:MM:ss' }),
     );
   }
   return pino({ level, base: undefined }, pino.destination({ dest: 2, sync: true }));
