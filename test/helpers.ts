@@ -98,6 +98,13 @@ export function startCli(
   };
 }
 
+/** Registers test/models/<file>.onnx as `name`, pointing `alias` at it; fails the test otherwise. */
+export async function registerModel(db: TestDb, name: string, file: string, alias = 'champion'): Promise<CliResult> {
+  const r = await cli(db, ['models', 'register', name, path.join(MODELS_DIR, `${file}.onnx`), '--alias', alias]);
+  if (r.code !== 0) throw new Error(`registering ${file}.onnx failed: ${r.stderr}`);
+  return r;
+}
+
 export function writeJob(db: TestDb, spec: Record<string, unknown>): void {
   fs.writeFileSync(path.join(db.jobsDir, `${String(spec.name)}.json`), JSON.stringify(spec, null, 2));
 }

@@ -2,15 +2,14 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { MODELS_DIR, cli, createTestDb, featureNames, jobSpec, seedFeatures, writeJob, type TestDb } from './helpers.js';
+import { cli, createTestDb, registerModel, featureNames, jobSpec, seedFeatures, writeJob, type TestDb } from './helpers.js';
 
 describe('prescore jobs', () => {
   let db: TestDb;
   before(async () => {
     db = await createTestDb('jobs');
     await seedFeatures(db.pool, 'feats', { rows: 10, features: 4, date: '2026-11-01' });
-    const r = await cli(db, ['models', 'register', 'lin', path.join(MODELS_DIR, 'linear-float32.onnx'), '--alias', 'champion']);
-    assert.equal(r.code, 0, r.stderr);
+    await registerModel(db, 'lin', 'linear-float32');
   });
   after(async () => db.drop());
 

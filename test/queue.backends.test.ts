@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
-  MODELS_DIR,
   cli,
   createTestDb,
+  registerModel,
   featureNames,
   jobSpec,
   seedFeatures,
@@ -28,8 +27,7 @@ describe('queue backends', () => {
   before(async () => {
     db = await createTestDb('backends');
     await seedFeatures(db.pool, 'feats', { rows: 30_000, features: 4, date: DATE });
-    const r = await cli(db, ['models', 'register', 'lin', path.join(MODELS_DIR, 'linear-float32.onnx'), '--alias', 'champion']);
-    assert.equal(r.code, 0, r.stderr);
+    await registerModel(db, 'lin', 'linear-float32');
     writeJob(db, jobSpec('qb', 'lin@champion', 'feats', featureNames(4), { chunkRows: 5000 }));
   });
   after(async () => {

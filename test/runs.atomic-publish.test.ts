@@ -8,6 +8,7 @@ import {
   assertClose,
   cli,
   createTestDb,
+  registerModel,
   featureNames,
   jobSpec,
   seedFeatures,
@@ -58,8 +59,7 @@ describe('atomic publish', () => {
 
   test('while a run is in flight, and after its process is killed, the previous run answers', async () => {
     // A second model version behind the alias, so the new run would produce other numbers.
-    const v2 = await cli(db, ['models', 'register', 'm', path.join(MODELS_DIR, 'linear-b1.onnx'), '--alias', 'champion']);
-    assert.equal(v2.code, 0, v2.stderr);
+    await registerModel(db, 'm', 'linear-b1');
     const child = startCli(db, ['run', 'pub', '--date', DATE], { PRESCORE_CHUNK_CONCURRENCY: '1' });
     let done = 0;
     for (let i = 0; i < 400 && done < 2; i++) {

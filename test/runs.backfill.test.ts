@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { MODELS_DIR, cli, createTestDb, featureNames, jobSpec, seedFeatures, writeJob, type TestDb } from './helpers.js';
+import { cli, createTestDb, registerModel, featureNames, jobSpec, seedFeatures, writeJob, type TestDb } from './helpers.js';
 
 /** Backfill: one run per date, published dates skipped, resumable, --dry-run, --force. */
 describe('prescore backfill', () => {
@@ -11,8 +10,7 @@ describe('prescore backfill', () => {
     db = await createTestDb('backfill');
     for (const [i, date] of dates.entries())
       await seedFeatures(db.pool, 'feats', { rows: 2500 + i * 1000, features: 4, date, salt: i });
-    const r = await cli(db, ['models', 'register', 'lin', path.join(MODELS_DIR, 'linear-float32.onnx'), '--alias', 'champion']);
-    assert.equal(r.code, 0, r.stderr);
+    await registerModel(db, 'lin', 'linear-float32');
     writeJob(db, jobSpec('bf', 'lin@champion', 'feats', featureNames(4)));
   });
   after(async () => db.drop());

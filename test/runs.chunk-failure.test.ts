@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gatherModel } from '../scripts/test-models.js';
 import {
-  MODELS_DIR,
   assertClose,
   cli,
   createTestDb,
+  registerModel,
   featureNames,
   jobSpec,
   seedFeatures,
@@ -32,8 +31,7 @@ describe('a chunk that fails permanently', () => {
   before(async () => {
     db = await createTestDb('chunkfail');
     await seedFeatures(db.pool, 'feats', { rows: 20_000, features: 4, date: DATE });
-    const r = await cli(db, ['models', 'register', 'gather', path.join(MODELS_DIR, 'gather.onnx'), '--alias', 'champion']);
-    assert.equal(r.code, 0, r.stderr);
+    await registerModel(db, 'gather', 'gather');
     writeJob(db, jobSpec('gj', 'gather@champion', 'feats', featureNames(4), { chunkRows: 2000 }));
     workers = startWorkers(db, 2, env);
     const first = await cli(db, ['run', 'gj', '--date', DATE, '--queue', '--json'], env);

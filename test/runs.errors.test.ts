@@ -6,6 +6,7 @@ import {
   MODELS_DIR,
   cli,
   createTestDb,
+  registerModel,
   featureNames,
   jobSpec,
   seedFeatures,
@@ -24,8 +25,7 @@ describe('bad input is refused with a clear error and nothing is published', () 
     db = await createTestDb('errors');
     await seedFeatures(db.pool, 'feats', { rows: 1500, features: 4, date: DATE });
     await db.pool.query(`ALTER TABLE feats ADD COLUMN segment text DEFAULT 'a'`);
-    const r = await cli(db, ['models', 'register', 'lin', path.join(MODELS_DIR, 'linear-float32.onnx'), '--alias', 'champion']);
-    assert.equal(r.code, 0, r.stderr);
+    await registerModel(db, 'lin', 'linear-float32');
     writeJob(db, jobSpec('good', 'lin@champion', 'feats', featureNames(4)));
     const run = await cli(db, ['run', 'good', '--date', DATE, '--json']);
     assert.equal(run.code, 0, run.stderr);

@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { linearModel } from '../scripts/test-models.js';
 import {
-  MODELS_DIR,
   assertClose,
   cli,
   createTestDb,
+  registerModel,
   featureNames,
   jobSpec,
   logLines,
@@ -34,8 +33,7 @@ describe('exactly once under kill -9', () => {
   before(async () => {
     db = await createTestDb('once');
     for (const date of ['2026-11-01', '2026-11-02']) await seedFeatures(db.pool, 'feats', { rows: ROWS, features: 4, date });
-    const r = await cli(db, ['models', 'register', 'lin', path.join(MODELS_DIR, 'linear-float32.onnx'), '--alias', 'champion']);
-    assert.equal(r.code, 0, r.stderr);
+    await registerModel(db, 'lin', 'linear-float32');
     writeJob(db, jobSpec('once', 'lin@champion', 'feats', featureNames(4), { chunkRows: 25_000 }));
   });
   after(async () => {

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import {
-  MODELS_DIR,
   cli,
   createTestDb,
+  registerModel,
   featureNames,
   jobSpec,
   seedFeatures,
@@ -27,8 +26,7 @@ describe('one run per trigger', () => {
   before(async () => {
     db = await createTestDb('trigger');
     await seedFeatures(db.pool, 'feats', { rows: 20_000, features: 4, date: today });
-    const r = await cli(db, ['models', 'register', 'lin', path.join(MODELS_DIR, 'linear-float32.onnx'), '--alias', 'champion']);
-    assert.equal(r.code, 0, r.stderr);
+    await registerModel(db, 'lin', 'linear-float32');
     // Due every day at 00:00 UTC, so today's date is due as soon as a scheduler starts.
     writeJob(
       db,

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
-  MODELS_DIR,
   cli,
   createTestDb,
+  registerModel,
   featureNames,
   jobSpec,
   seedFeatures,
@@ -20,8 +19,7 @@ describe('rows that cannot be scored', () => {
   let db: TestDb;
   before(async () => {
     db = await createTestDb('rejects');
-    const reg = await cli(db, ['models', 'register', 'lin', path.join(MODELS_DIR, 'linear-float32.onnx'), '--alias', 'champion']);
-    assert.equal(reg.code, 0, reg.stderr);
+    await registerModel(db, 'lin', 'linear-float32');
     await seedFeatures(db.pool, 'feats', { rows: 3000, features: 4, date: DATE, type: 'double precision' });
     await db.pool.query(`UPDATE feats SET f1 = NULL WHERE id = 10`);
     await db.pool.query(`UPDATE feats SET f2 = 'NaN' WHERE id = 1500`);

@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
-  MODELS_DIR,
   cli,
   createTestDb,
+  registerModel,
   featureNames,
   jobSpec,
   seedFeatures,
@@ -64,8 +63,7 @@ describe(
     before(async () => {
       db = await createTestDb('restart');
       for (const date of ['2026-09-01', '2026-09-02']) await seedFeatures(db.pool, 'feats', { rows: ROWS, features: 4, date });
-      const r = await cli(db, ['models', 'register', 'lin', path.join(MODELS_DIR, 'linear-float32.onnx'), '--alias', 'champion']);
-      assert.equal(r.code, 0, r.stderr);
+      await registerModel(db, 'lin', 'linear-float32');
       writeJob(db, jobSpec('rs', 'lin@champion', 'feats', featureNames(4), { chunkRows: 10_000 }));
       workers = startWorkers(db, 2, env);
       await waitFor('workers to start', () => workers.every((w) => /worker started/.test(w.output().stderr)));
