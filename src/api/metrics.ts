@@ -1,0 +1,104 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ServingPointers } from './pointers.js';
+
+type HttpLabels = 'route' | 'method' | 'status';
+
+/**
+ * The API's Prometheus metrics, in a registry of its own (several APIs in one process, as in
+ * tests, do not share counters). Label children are cached: a request costs two Map lookups.
+ */
+export class ApiMetrics {
+  readonly registry = new Registry();
+  private readonly requests: Counter<HttpLabels>;
+  private readonly duration: Histogram<HttpLabels>;
+  private readonly hitsTotal: Counter<'job'>;
+  private readonly missesTotal: Counter<'job'>;
+  private readonly batchKeys: Histogram;
+  private readonly children = new Map<string, { count: Counter.Internal; seconds: Histogram.Internal<HttpLabels> }>();
+
+  constructor(pointers: ServingPointers, state: { listening(): boolean }, options: { processMetrics?: boolean } = {}) {
+    const registers = [this.registry];
+    this.requests = new Counter({
+      name: 'prescore_http_requests_total',
+      help: 'HTTP requests by route, method and status',
+      labelNames: ['route', 'method', 'status'],
+      registers,
+    });
+    this.duration = new Histogram({
+      name: 'prescore_http_request_duration_seconds',
+      help: 'HTTP request latency by route, method and status',
+      labelNames: ['route', 'method', 'status'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    this.hitsTotal = new Counter({
+      name: 'prescore_prediction_hits_total',
+      help: 'keys answered with a prediction, by job',
+      labelNames: ['job'],
+      registers,
+    });
+    this.missesTotal = new Counter({
+      name: 'prescore_prediction_misses_total',
+      help: 'keys asked for that the serving run does not have, by job',
+      labelNames: ['job'],
+      registers,
+    });
+    this.batchKeys = new Histogram({
+      name: 'prescore_api_lookup_query_keys',
+      help: 'distinct keys per lookup query: requests arriving together share one query',
+      buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000],
+      registers,
+    });
+    new Gauge({
+      name: 'prescore_served_run_age_seconds',
+      help: "seconds since the run serving the job's newest date was published: alert when a nightly job goes stale",
+      labelNames: ['job'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [job, seconds] of pointers.ages()) this.set({ job }, seconds);
+      },
+    });
+    new Gauge({
+      name: 'prescore_api_listener_up',
+      help: '1 while the LISTEN connection that learns of new runs is up',
+      registers,
+      collect() {
+        this.set(state.listening() ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'prescore_api_pointers_loaded_timestamp_seconds',
+      help: 'when the serving pointers were last read in full from the database',
+      registers,
+      collect() {
+        this.set(pointers.loadedAt / 1000);
+      },
+    });
+    if (options.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'prescore_' });
+  }
+
+  request(route: string, method: string, status: number, seconds: number): void {
+    const id = `${route} ${method} ${status}`;
+    let c = this.children.get(id);
+    if (!c) {
+      const labels = { route, method, status: String(status) };
+      c = { count: this.requests.labels(labels), seconds: this.duration.labels(labels) };
+      this.children.set(id, c);
+    }
+    c.count.inc();
+    c.seconds.observe(seconds);
+  }
+
+  lookupQuery(keys: number): void {
+    this.batchKeys.observe(keys);
+  }
+
+  hits(job: string, n: number): void {
+    if (n > 0) this.hitsTotal.inc({ job }, n);
+  }
+
+  misses(job: string, n: number): void {
+    if (n > 0) this.missesTotal.inc({ job }, n);
+  }
+}

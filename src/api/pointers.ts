@@ -1,0 +1,173 @@
+import type { Pool } from '../db/pool.js';
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+
+/** The run that answers for one (job, date). Immutable: a publish replaces the object. */
+export interface Pointer {
+  job: string;
+  date: string;
+  runId: string;
+  model: { name: string; version: number };
+  /** When the run was published, ms since the epoch. */
+  publishedAt: number;
+}
+
+interface JobPointers {
+  /** The newest published date: what a request without asOf reads. */
+  newest: Pointer;
+  byDate: Map<string, Pointer>;
+}
+
+const SELECT = `
+  SELECT s.job, s.date::text AS date, s.run_id::text AS run_id, r.model_name, r.model_version,
+         coalesce(r.published_at, s.published_at) AS published_at
+    FROM prescore.serving s JOIN prescore.runs r ON r.id = s.run_id`;
+
+interface Row {
+  job: string;
+  date: string;
+  run_id: string;
+  model_name: string;
+  model_version: number;
+  published_at: Date;
+}
+
+function toPointer(r: Row): Pointer {
+  return {
+    job: r.job,
+    date: r.date,
+    runId: r.run_id,
+    model: { name: r.model_name, version: r.model_version },
+    publishedAt: r.published_at.getTime(),
+  };
+}
+
+function group(rows: Row[]): Map<string, JobPointers> {
+  const jobs = new Map<string, JobPointers>();
+  for (const r of rows) {
+    const p = toPointer(r);
+    const j = jobs.get(p.job);
+    if (!j) jobs.set(p.job, { newest: p, byDate: new Map([[p.date, p]]) });
+    else {
+      j.byDate.set(p.date, p);
+      if (p.date > j.newest.date) j.newest = p;
+    }
+  }
+  return jobs;
+}
+
+/**
+ * The serving pointers of every job, in memory, so a request resolves its run without a query.
+ * A request reads the map once and then uses that one Pointer for all its keys, which is what
+ * makes every response come from exactly one run, whatever is published meanwhile.
+ *
+ * Reloads (all jobs, or one job after a publish notification) run one at a time in the order
+ * asked: a reload that started after a publish committed always lands after any older one, so
+ * the map never steps back to a previous run.
+ */
+export class ServingPointers {
+  private jobs = new Map<string, JobPointers>();
+  private wantAll = false;
+  private readonly wantJobs = new Set<string>();
+  private waiters: { resolve(): void; reject(err: unknown): void }[] = [];
+  private draining = false;
+  private drained: Promise<void> = Promise.resolve();
+  private readonly checking = new Map<string, Promise<Pointer | undefined>>();
+  /** ms since the epoch of the last successful full load. */
+  loadedAt = 0;
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly log: Logger,
+  ) {}
+
+  /** The pointer a request uses: the date's run, or the newest date's; undefined when none. */
+  resolve(job: string, asOf: string | undefined): Pointer | undefined {
+    const j = this.jobs.get(job);
+    if (!j) return undefined;
+    return asOf === undefined ? j.newest : j.byDate.get(asOf);
+  }
+
+  hasJob(job: string): boolean {
+    return this.jobs.has(job);
+  }
+
+  /** Age in seconds of the run serving each job's newest date. */
+  ages(now = Date.now()): [job: string, seconds: number][] {
+    return [...this.jobs].map(([job, j]) => [job, Math.max(0, (now - j.newest.publishedAt) / 1000)]);
+  }
+
+  /** Reloads one job's pointers (after a publish notification) or, without a job, all of them. */
+  reload(job?: string): Promise<void> {
+    if (job === undefined) this.wantAll = true;
+    else this.wantJobs.add(job);
+    const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    if (!this.draining) {
+      this.draining = true;
+      this.drained = this.drain();
+    }
+    return done;
+  }
+
+  /** Settles when no reload is running. */
+  idle(): Promise<void> {
+    return this.drained;
+  }
+
+  /**
+   * The current pointer of (job, date) straight from the database, for a request that found
+   * keys missing: if its run has meanwhile been replaced (and perhaps dropped), the request is
+   * answered again from the new run instead of reporting keys missing that are not.
+   */
+  current(job: string, date: string): Promise<Pointer | undefined> {
+    // Requests that miss keys of the same (job, date) at once share one query.
+    const id = `${job}\0${date}`;
+    let check = this.checking.get(id);
+    if (!check) {
+      check = this.fetchCurrent(job, date).finally(() => this.checking.delete(id));
+      this.checking.set(id, check);
+    }
+    return check;
+  }
+
+  private async fetchCurrent(job: string, date: string): Promise<Pointer | undefined> {
+    const { rows } = await this.pool.query<Row>(`${SELECT} WHERE s.job = $1 AND s.date = $2::date`, [job, date]);
+    const fresh = rows[0] ? toPointer(rows[0]) : undefined;
+    const cached = this.jobs.get(job)?.byDate.get(date);
+    if (fresh?.runId !== cached?.runId) this.reload(job).catch(() => undefined);
+    return fresh;
+  }
+
+  // Never throws. `draining` is cleared synchronously right after the loop's last check, so a
+  // reload() asked at any moment is either picked up by this loop or starts a new one.
+  private async drain(): Promise<void> {
+    while (this.wantAll || this.wantJobs.size > 0) {
+      const waiters = this.waiters;
+      this.waiters = [];
+      try {
+        if (this.wantAll) {
+          this.wantAll = false;
+          this.wantJobs.clear();
+          const { rows } = await this.pool.query<Row>(SELECT);
+          this.jobs = group(rows);
+          this.loadedAt = Date.now();
+        } else {
+          const jobs = [...this.wantJobs];
+          this.wantJobs.clear();
+          const { rows } = await this.pool.query<Row>(`${SELECT} WHERE s.job = ANY ($1::text[])`, [jobs]);
+          const loaded = group(rows);
+          for (const job of jobs) {
+            const j = loaded.get(job);
+            if (j) this.jobs.set(job, j);
+            else this.jobs.delete(job);
+          }
+        }
+        for (const w of waiters) w.resolve();
+      } catch (err) {
+        this.log.warn({ err: errorMessage(err) }, 'could not load the serving pointers; keeping the ones in memory');
+        for (const w of waiters) w.reject(err);
+      }
+    }
+    this.draining = false;
+  }
+}

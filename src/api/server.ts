@@ -1,0 +1,276 @@
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type pg from 'pg';
+import type { Pool } from '../db/pool.js';
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import { PUBLISH_CHANNEL } from '../runs/finalize.js';
+import { TokenCache } from './auth.js';
+import { readiness } from './health.js';
+import { Listener } from './listener.js';
+import { Lookup, type StoredPrediction } from './lookup.js';
+import { batchJson, predictionJson } from './serialize.js';
+import { ApiMetrics } from './metrics.js';
+import { ServingPointers, type Pointer } from './pointers.js';
+import { TOKENS_CHANNEL } from './tokens.js';
+import { HttpError, checkAsOf, isJobName, keyProblem, parseBatchBody, type Limits } from './validate.js';
+
+export interface ApiOptions {
+  /** For the LISTEN connection; default: the pool's own connection options. */
+  connection?: pg.ClientConfig;
+  /** Full reload of pointers and tokens, the safety net under LISTEN (default 30). */
+  refreshSeconds?: number;
+  /** Request body limit (default 1 MiB). */
+  bodyLimitBytes?: number;
+  /** Keys per POST (default 1000). */
+  maxKeys?: number;
+  /** UTF-8 bytes per key (default 512). */
+  maxKeyBytes?: number;
+  /** Lookup queries in flight at once (default: the pool's size). */
+  maxInFlight?: number;
+  /** Keys merged into one lookup query at most (default 256). */
+  maxBatchKeys?: number;
+  /** Add Node process metrics (CPU, memory, event loop lag) to /metrics. */
+  processMetrics?: boolean;
+}
+
+export interface Api {
+  app: FastifyInstance;
+  pointers: ServingPointers;
+  tokens: TokenCache;
+  listener: Listener;
+  /** Stops listening, drains in-flight requests, closes the LISTEN connection. Idempotent. */
+  close(): Promise<void>;
+}
+
+const JSON_TYPE = 'application/json; charset=utf-8';
+
+/** The routes that exist, for 405 versus 404. */
+const ROUTES: [RegExp, string][] = [
+  [/^\/v1\/predictions\/[^/]+\/[^/]+$/, 'GET, HEAD'],
+  [/^\/v1\/predictions\/[^/]+$/, 'POST'],
+  [/^\/(healthz|readyz|metrics)$/, 'GET, HEAD'],
+];
+
+/**
+ * The read API as a fastify app, answering only from published runs. Loads the serving
+ * pointers and the token set before it returns (and throws when it cannot), then keeps them
+ * fresh through LISTEN and a periodic reload. The caller owns the pool and listens:
+ * `await api.app.listen({ port, host })`.
+ */
+export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}): Promise<Api> {
+  const bodyLimit = options.bodyLimitBytes ?? 1024 * 1024;
+  const limits: Limits = { maxKeys: options.maxKeys ?? 1000, maxKeyBytes: options.maxKeyBytes ?? 512 };
+  const pointers = new ServingPointers(pool, log);
+  const tokens = new TokenCache(pool, log);
+  const listener = new Listener({
+    connection: options.connection ?? (pool.options as pg.ClientConfig),
+    channels: [PUBLISH_CHANNEL, TOKENS_CHANNEL],
+    log,
+    onNotification: (channel, payload) => {
+      if (channel === TOKENS_CHANNEL) tokens.reload().catch(() => undefined);
+      else pointers.reload(publishedJob(payload)).catch(() => undefined);
+    },
+    onConnect: async () => {
+      await Promise.all([pointers.reload(), tokens.reload()]);
+    },
+  });
+  const metrics = new ApiMetrics(pointers, { listening: () => listener.connected }, options);
+  const lookup = new Lookup(pool, {
+    maxInFlight: options.maxInFlight ?? pool.options.max ?? 10,
+    maxBatchKeys: options.maxBatchKeys ?? 256,
+    onQuery: (keys) => metrics.lookupQuery(keys),
+  });
+  const app = Fastify({
+    bodyLimit,
+    // Keys travel percent-encoded in the path: up to 3 characters per byte.
+    routerOptions: { maxParamLength: 3 * limits.maxKeyBytes + 64 },
+    logger: false,
+    // Errors fastify raises before routing (a malformed percent-encoding): the same JSON shape.
+    frameworkErrors: (err, _request, reply) => {
+      void (reply as unknown as FastifyReply).code(err.statusCode ?? 400).send({ error: err.message });
+    },
+  });
+
+  /** The predictions of `keys` from exactly one run: the pointer's, or its replacement's. */
+  async function answer(first: Pointer, keys: string[]): Promise<{ pointer: Pointer; rows: Map<string, StoredPrediction> }> {
+    let pointer = first;
+    for (let attempt = 0; ; attempt++) {
+      const rows = await lookup.find(pointer.runId, keys);
+      if (attempt === 2 || keys.every((k) => rows.has(k))) return { pointer, rows };
+      // Missing keys: genuine, unless a publish replaced (and may have dropped) this run after
+      // the request resolved it. Then the whole request is answered again from the new run.
+      const fresh = await pointers.current(pointer.job, pointer.date);
+      if (!fresh || fresh.runId === pointer.runId) return { pointer, rows };
+      pointer = fresh;
+    }
+  }
+
+  function pointerFor(job: string, asOf: string | undefined): Pointer {
+    const pointer = pointers.resolve(job, asOf);
+    if (pointer) return pointer;
+    if (!pointers.hasJob(job)) throw new HttpError(404, `job "${job}" has no published predictions`);
+    throw new HttpError(404, `job "${job}" has no published run for ${asOf}`);
+  }
+
+  function checkJob(job: string): void {
+    if (!isJobName(job)) throw new HttpError(400, `"${job.slice(0, 200)}" is not a job name: it must match [a-z0-9][a-z0-9._-]*`);
+  }
+
+  // Callback-style hooks: on the hot path, a promise per hook per request is measurable.
+  app.addHook('onRequest', (request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void) => {
+    if (!request.url.startsWith('/v1')) return done();
+    try {
+      tokens.check(request.headers.authorization, (request.params as { job?: string } | undefined)?.job);
+      done();
+    } catch (err) {
+      done(err as Error);
+    }
+  });
+  app.addHook('onResponse', (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
+    metrics.request(request.routeOptions.url ?? 'unmatched', request.method, reply.statusCode, reply.elapsedTime / 1000);
+    done();
+  });
+
+  // Plain JSON.parse: secure-json-parse's scan for __proto__ costs more than the lookup, and the
+  // body's fields are checked by name (an own "__proto__" key is refused as an unknown field).
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    try {
+      done(null, JSON.parse(body as string));
+    } catch {
+      done(new HttpError(400, 'the body is not valid JSON'), undefined);
+    }
+  });
+
+  app.get<{ Params: { job: string; key: string }; Querystring: { asOf?: unknown } }>(
+    '/v1/predictions/:job/:key',
+    async (request, reply) => {
+      const { job, key } = request.params;
+      checkJob(job);
+      const problem = keyProblem(key, limits);
+      if (problem) throw new HttpError(400, `the key ${problem}`);
+      const asOf = checkAsOf(request.query.asOf);
+      const { pointer, rows } = await answer(pointerFor(job, asOf), [key]);
+      const row = rows.get(key);
+      if (!row) {
+        metrics.misses(job, 1);
+        throw new HttpError(404, `no prediction for key "${key}" in job "${job}" on ${pointer.date}`);
+      }
+      metrics.hits(job, 1);
+      return reply.type(JSON_TYPE).send(predictionJson(pointer, key, row));
+    },
+  );
+
+  app.post<{ Params: { job: string } }>('/v1/predictions/:job', async (request, reply) => {
+    const { job } = request.params;
+    checkJob(job);
+    const { keys, asOf } = parseBatchBody(request.body, limits);
+    const { pointer, rows } = await answer(pointerFor(job, asOf), keys);
+    const { body, hits } = batchJson(pointer, keys, rows);
+    metrics.hits(job, hits);
+    metrics.misses(job, keys.length - hits);
+    return reply.type(JSON_TYPE).send(body);
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_request, reply) => {
+    const r = await readiness(pool);
+    return reply.code(r.ready ? 200 : 503).send(r);
+  });
+  app.get('/metrics', async (_request, reply) => {
+    const text = await metrics.registry.metrics();
+    return reply.type(metrics.registry.contentType).send(text);
+  });
+
+  app.setNotFoundHandler(async (request, reply) => {
+    const path = request.url.split('?')[0]!;
+    const allow = ROUTES.find(([re]) => re.test(path))?.[1];
+    if (allow)
+      return reply
+        .code(405)
+        .header('allow', allow)
+        .send({ error: `${request.method} is not allowed on ${path.slice(0, 200)}; use ${allow}` });
+    return reply.code(404).send({ error: `no route ${request.method} ${path.slice(0, 200)}` });
+  });
+
+  app.setErrorHandler(async (err: FastifyError | HttpError, request, reply) => {
+    const status = err.statusCode;
+    if (status !== undefined && status >= 400 && status < 500) {
+      if (status === 401) reply.header('www-authenticate', 'Bearer');
+      return reply.code(status).send({ error: clientMessage(err, bodyLimit) });
+    }
+    log.error({ err: errorMessage(err), method: request.method, url: request.url.slice(0, 300) }, 'request failed');
+    const unavailable = isUnavailable(err);
+    return reply.code(unavailable ? 503 : 500).send({ error: unavailable ? 'the database is unavailable' : 'internal error' });
+  });
+
+  // Last: nothing above holds a resource, so a failure here leaves nothing behind.
+  await listener.start();
+  const refresh = setInterval(
+    () => {
+      pointers.reload().catch(() => undefined);
+      tokens.reload().catch(() => undefined);
+      void listener.ping();
+    },
+    (options.refreshSeconds ?? 30) * 1000,
+  );
+  refresh.unref();
+
+  let closing: Promise<void> | undefined;
+  return {
+    app,
+    pointers,
+    tokens,
+    listener,
+    close: () =>
+      (closing ??= (async () => {
+        clearInterval(refresh);
+        await app.close();
+        await listener.close();
+        await Promise.all([pointers.idle(), tokens.idle()]);
+      })()),
+  };
+}
+
+/** Fastify's own 4xx messages, said the way the API's are. */
+function clientMessage(err: { code?: string; message: string }, bodyLimit: number): string {
+  switch (err.code) {
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return 'the body must be JSON: send Content-Type: application/json';
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return `the body is larger than ${bodyLimit} bytes`;
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return 'the body is empty; send {"keys": [...]}';
+    default:
+      return err.message;
+  }
+}
+
+/** The job named by a publish notification ({job, date, runId}); undefined reloads every job. */
+function publishedJob(payload: string): string | undefined {
+  try {
+    const job = (JSON.parse(payload) as { job?: unknown }).job;
+    return typeof job === 'string' ? job : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Connection failures and server shutdowns: the client may retry elsewhere. */
+function isUnavailable(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  if (typeof code !== 'string') return /timeout|terminated|Connection/i.test(errorMessage(err));
+  return [
+    'ECONNREFUSED',
+    'ECONNRESET',
+    'ETIMEDOUT',
+    'EPIPE',
+    '57P01',
+    '57P02',
+    '57P03',
+    '53300',
+    '08006',
+    '08001',
+    '08003',
+  ].includes(code);
+}

@@ -1,0 +1,94 @@
+import { InputError } from '../errors.js';
+import { checkDate } from '../runs/plan.js';
+
+/** The same rule as job files: lower case letters, digits, . _ - */
+const JOB_NAME = /^[a-z0-9][a-z0-9._-]*$/;
+const MAX_JOB_NAME = 200;
+
+export interface Limits {
+  /** Keys in one POST. */
+  maxKeys: number;
+  /** UTF-8 bytes of one key. */
+  maxKeyBytes: number;
+}
+
+/** A request the API refuses with a 4xx: the message goes to the client as {"error": ...}. */
+export class HttpError extends Error {
+  constructor(
+    readonly statusCode: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'HttpError';
+  }
+}
+
+export function isJobName(name: string): boolean {
+  return name.length <= MAX_JOB_NAME && JOB_NAME.test(name);
+}
+
+export function checkJobName(name: string, what = 'job'): string {
+  if (!isJobName(name)) {
+    throw new InputError(`${what} "${name.slice(0, MAX_JOB_NAME)}" is not a job name: it must match [a-z0-9][a-z0-9._-]*`);
+  }
+  return name;
+}
+
+/** A key as the client sent it; returned as the problem, or null when it is fine. */
+export function keyProblem(key: string, limits: Limits): string | null {
+  if (key.length === 0) return 'is empty';
+  // A JavaScript string of n UTF-16 units is at most 3n UTF-8 bytes: count only when it may matter.
+  if (key.length * 3 > limits.maxKeyBytes && Buffer.byteLength(key) > limits.maxKeyBytes) {
+    return `is longer than ${limits.maxKeyBytes} bytes`;
+  }
+  // PostgreSQL text cannot hold NUL, so no stored key has one; the query would fail on it.
+  if (key.includes('\0')) return 'contains a NUL character';
+  return null;
+}
+
+export function checkAsOf(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string') {
+    throw new HttpError(
+      400,
+      `asOf must be one date in YYYY-MM-DD form (got ${Array.isArray(value) ? 'several' : value === null ? 'null' : typeof value})`,
+    );
+  }
+  try {
+    return checkDate(value.slice(0, 40));
+  } catch (err) {
+    throw new HttpError(400, `asOf: ${(err as Error).message}`);
+  }
+}
+
+const BODY_FIELDS = new Set(['keys', 'asOf']);
+
+/** The body of POST /v1/predictions/:job, checked field by field. */
+export function parseBatchBody(body: unknown, limits: Limits): { keys: string[]; asOf: string | undefined } {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new HttpError(400, 'the body must be a JSON object {"keys": ["k1", ...], "asOf"?: "YYYY-MM-DD"}');
+  }
+  const fields = body as Record<string, unknown>;
+  for (const name of Object.keys(fields)) {
+    // Strict, so a typo such as "asof" is an error rather than a silent answer from the newest date.
+    if (!BODY_FIELDS.has(name)) throw new HttpError(400, `unknown field "${name.slice(0, 40)}": the body has "keys" and "asOf"`);
+  }
+  const keys = fields.keys;
+  if (!Array.isArray(keys) || keys.length === 0 || keys.length > limits.maxKeys) {
+    const got = Array.isArray(keys) ? `${keys.length} keys` : keys === undefined ? 'none' : typeof keys;
+    throw new HttpError(400, `keys must be an array of 1 to ${limits.maxKeys} strings (got ${got})`);
+  }
+  for (let i = 0; i < keys.length; i++) {
+    const key: unknown = keys[i];
+    if (typeof key !== 'string') {
+      throw new HttpError(
+        400,
+        `keys[${i}] must be a string (got ${key === null ? 'null' : typeof key}); send numeric keys as strings, ` +
+          'numbers above 2^53 lose precision in JSON',
+      );
+    }
+    const problem = keyProblem(key, limits);
+    if (problem) throw new HttpError(400, `keys[${i}] ${problem}`);
+  }
+  return { keys: keys as string[], asOf: checkAsOf(fields.asOf) };
+}
