@@ -87,21 +87,30 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     logger: false,
     // Errors fastify raises before routing (a malformed percent-encoding): the same JSON shape.
     frameworkErrors: (err, _request, reply) => {
-      void (reply as unknown as FastifyReply).code(err.statusCode ?? 400).send({ error: err.message });
+      const status = err.statusCode ?? 400;
+      const error =
+        status === 414 ? `the URL is too long: a key has at most ${limits.maxKeyBytes} bytes` : err.message.slice(0, 300);
+      void (reply as unknown as FastifyReply).code(status).send({ error });
     },
   });
 
   /** The predictions of `keys` from exactly one run: the pointer's, or its replacement's. */
   async function answer(first: Pointer, keys: string[]): Promise<{ pointer: Pointer; rows: Map<string, StoredPrediction> }> {
     let pointer = first;
-    for (let attempt = 0; ; attempt++) {
-      const rows = await lookup.find(pointer.runId, keys);
-      if (attempt === 2 || keys.every((k) => rows.has(k))) return { pointer, rows };
-      // Missing keys: genuine, unless a publish replaced (and may have dropped) this run after
-      // the request resolved it. Then the whole request is answered again from the new run.
-      const fresh = await pointers.current(pointer.job, pointer.date);
-      if (!fresh || fresh.runId === pointer.runId) return { pointer, rows };
-      pointer = fresh;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const rows = await lookup.find(pointer.runId, keys);
+        if (attempt === 2 || keys.every((k) => rows.has(k))) return { pointer, rows };
+        // Missing keys: genuine, unless a publish replaced (and may have dropped) this run after
+        // the request resolved it. Then the whole request is answered again from the new run.
+        const fresh = await pointers.current(pointer.job, pointer.date);
+        if (!fresh || fresh.runId === pointer.runId) return { pointer, rows };
+        pointer = fresh;
+      }
+    } catch (err) {
+      // Nothing the client did: the database is down, restarting or refusing connections.
+      log.error({ err: errorMessage(err), job: first.job }, 'prediction lookup failed');
+      throw new HttpError(503, 'the database is unavailable; retry later');
     }
   }
 
@@ -133,7 +142,8 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
 
   // Plain JSON.parse: secure-json-parse's scan for __proto__ costs more than the lookup, and the
   // body's fields are checked by name (an own "__proto__" key is refused as an unknown field).
-  app.removeContentTypeParser('application/json');
+  // JSON only: a text/plain body is refused with 415 rather than parsed as a string.
+  app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
     try {
       done(null, JSON.parse(body as string));
@@ -199,9 +209,9 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
       if (status === 401) reply.header('www-authenticate', 'Bearer');
       return reply.code(status).send({ error: clientMessage(err, bodyLimit) });
     }
+    if (err instanceof HttpError) return reply.code(err.statusCode).send({ error: err.message });
     log.error({ err: errorMessage(err), method: request.method, url: request.url.slice(0, 300) }, 'request failed');
-    const unavailable = isUnavailable(err);
-    return reply.code(unavailable ? 503 : 500).send({ error: unavailable ? 'the database is unavailable' : 'internal error' });
+    return reply.code(500).send({ error: 'internal error' });
   });
 
   // Last: nothing above holds a resource, so a failure here leaves nothing behind.
@@ -254,23 +264,4 @@ function publishedJob(payload: string): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** Connection failures and server shutdowns: the client may retry elsewhere. */
-function isUnavailable(err: unknown): boolean {
-  const code = (err as { code?: unknown }).code;
-  if (typeof code !== 'string') return /timeout|terminated|Connection/i.test(errorMessage(err));
-  return [
-    'ECONNREFUSED',
-    'ECONNRESET',
-    'ETIMEDOUT',
-    'EPIPE',
-    '57P01',
-    '57P02',
-    '57P03',
-    '53300',
-    '08006',
-    '08001',
-    '08003',
-  ].includes(code);
 }

@@ -1,0 +1,122 @@
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { buildApi, type Api, type ApiOptions } from '../src/api/server.js';
+import { silentLogger } from '../src/log.js';
+import { MODELS_DIR, cli, type TestDb } from './helpers.js';
+
+/** The application_name of the pools the API tests create: leaks show up in pg_stat_activity. */
+export const API_POOL_NAME = 'prescore-api-test';
+
+export async function registerTestModel(db: TestDb, name: string, file: string): Promise<void> {
+  const r = await cli(db, ['models', 'register', name, path.join(MODELS_DIR, `${file}.onnx`), '--alias', 'champion']);
+  assert.equal(r.code, 0, r.stderr);
+}
+
+/** `prescore run <job> --date <date>`; returns the published run's id. */
+export async function runJob(db: TestDb, job: string, date: string): Promise<string> {
+  const r = await cli(db, ['run', job, '--date', date, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const info = JSON.parse(r.stdout) as { id: string; status: string };
+  assert.equal(info.status, 'published');
+  return info.id;
+}
+
+export interface RunningApi {
+  api: Api;
+  pool: pg.Pool;
+  /** http://127.0.0.1:<port> */
+  base: string;
+  /** Closes the API and its pool, then checks that no connection of theirs is left. */
+  close(): Promise<void>;
+}
+
+/** The API in this process, on a pool of its own, listening on a free loopback port. */
+export async function startApi(db: TestDb, options: ApiOptions = {}): Promise<RunningApi> {
+  const pool = new pg.Pool({ connectionString: db.url, max: 8, application_name: API_POOL_NAME });
+  // As createPool does: an idle client losing its server (tests terminate backends) is no crash.
+  pool.on('error', () => undefined);
+  const api = await buildApi(pool, silentLogger, options);
+  const base = await api.app.listen({ port: 0, host: '127.0.0.1' });
+  return {
+    api,
+    pool,
+    base,
+    close: async () => {
+      await api.close();
+      await api.close(); // idempotent
+      await pool.end();
+      assert.equal(api.listener.connected, false, 'the LISTEN connection must be closed');
+      await assertNoConnections(db, [API_POOL_NAME, `${API_POOL_NAME}-listen`]);
+    },
+  };
+}
+
+/** No backend of `db` with these application names remains (backends exit asynchronously). */
+export async function assertNoConnections(db: TestDb, names: string[]): Promise<void> {
+  let left: string[] = [];
+  for (let i = 0; i < 40; i++) {
+    const { rows } = await db.pool.query<{ application_name: string }>(
+      'SELECT application_name FROM pg_stat_activity WHERE datname = current_database() AND application_name = ANY ($1)',
+      [names],
+    );
+    left = rows.map((r) => r.application_name);
+    if (left.length === 0) return;
+    await sleep(50);
+  }
+  assert.fail(`connections left open: ${left.join(', ')}`);
+}
+
+export interface Response<T = unknown> {
+  status: number;
+  headers: Headers;
+  body: T;
+  text: string;
+}
+
+/** A request whose body is parsed as JSON when it is JSON (every API answer but /metrics). */
+export async function request<T = Record<string, unknown>>(
+  base: string,
+  path: string,
+  init: { method?: string; body?: unknown; raw?: string; headers?: Record<string, string>; token?: string } = {},
+): Promise<Response<T>> {
+  const headers: Record<string, string> = { ...init.headers };
+  if (init.body !== undefined) headers['content-type'] ??= 'application/json';
+  if (init.token) headers.authorization = `Bearer ${init.token}`;
+  const res = await fetch(base + path, {
+    method: init.method ?? (init.body !== undefined || init.raw !== undefined ? 'POST' : 'GET'),
+    headers,
+    body: init.raw ?? (init.body === undefined ? undefined : JSON.stringify(init.body)),
+  });
+  const text = await res.text();
+  const json = (res.headers.get('content-type') ?? '').startsWith('application/json');
+  return { status: res.status, headers: res.headers, text, body: (json ? JSON.parse(text) : undefined) as T };
+}
+
+export interface StoredRow {
+  key: string;
+  score: number | null;
+  label: string | null;
+  outputs: number[] | null;
+}
+
+/** What a run stored, read straight from its partition: the oracle for the API's answers. */
+export async function storedRows(db: TestDb, runId: string): Promise<Map<string, StoredRow>> {
+  const { rows } = await db.pool.query<StoredRow>(
+    'SELECT key, score, label, outputs FROM prescore.predictions WHERE run_id = $1::bigint',
+    [runId],
+  );
+  return new Map(rows.map((r) => [r.key, r]));
+}
+
+export interface Item {
+  job: string;
+  key: string;
+  asOf: string;
+  runId: string;
+  model: { name: string; version: number };
+  score: number | null;
+  label: string | null;
+  outputs: number[] | null;
+}
