@@ -1,0 +1,216 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import autocannon from 'autocannon';
+import pg from 'pg';
+import { linearModel } from '../scripts/test-models.js';
+import { packageRoot } from '../src/paths.js';
+import { benchDatabase, runCli } from './support.js';
+
+/**
+ * `npm run bench:api`: `prescore serve` against a minimal node:http + pg baseline, on the same
+ * 1,000,000-prediction run, over loopback with autocannon: single-key GETs of random keys at 50
+ * connections, then POSTs of 100 random keys. Prints requests/s, p50 and p99 side by side.
+ * Targets (printed, not asserted): single GET >= baseline req/s (aim 1.5x) with p99 no worse;
+ * batch of 100 p99 < 10 ms.
+ */
+const ROWS = Number(process.env.BENCH_API_ROWS ?? 1_000_000);
+const SECONDS = Number(process.env.BENCH_API_SECONDS ?? 10);
+const GET_CONNECTIONS = 50;
+const BATCH_KEYS = 100;
+const BATCH_CONNECTIONS = Number(process.env.BENCH_API_BATCH_CONNECTIONS ?? 4);
+const JOB = 'bench-api';
+const DATE = '2026-01-01';
+const HOST = '127.0.0.1';
+
+interface Served {
+  runId: string;
+  modelName: string;
+  modelVersion: number;
+}
+
+async function served(pool: pg.Pool): Promise<Served | undefined> {
+  const { rows } = await pool.query<{ run_id: string; model_name: string; model_version: number; rows_written: string }>(
+    `SELECT s.run_id::text, r.model_name, r.model_version, r.rows_written
+       FROM prescore.serving s JOIN prescore.runs r ON r.id = s.run_id WHERE s.job = $1 AND s.date = $2`,
+    [JOB, DATE],
+  );
+  const r = rows[0];
+  if (!r || Number(r.rows_written) !== ROWS) return undefined;
+  return { runId: r.run_id, modelName: r.model_name, modelVersion: r.model_version };
+}
+
+/** A real run of a real job: 1M rows of 4 features scored by the linear test model, published. */
+async function prepare(url: string): Promise<Served> {
+  const jobsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'prescore-bench-api-'));
+  const env = { DATABASE_URL: url, PRESCORE_JOBS_DIR: jobsDir, PRESCORE_LOG_LEVEL: 'warn' };
+  const migrated = await runCli(['migrate'], env);
+  if (migrated.code !== 0) throw new Error(migrated.stderr);
+  const pool = new pg.Pool({ connectionString: url, max: 2 });
+  try {
+    const ready = await served(pool);
+    if (ready) return ready;
+    await pool.query(`CREATE UNLOGGED TABLE IF NOT EXISTS bench_api_features (id bigint NOT NULL, as_of date NOT NULL,
+                        f0 real, f1 real, f2 real, f3 real, PRIMARY KEY (as_of, id))`);
+    await pool.query('DELETE FROM bench_api_features WHERE as_of = $1', [DATE]);
+    await pool.query(
+      `INSERT INTO bench_api_features SELECT g, $1::date, sin(g), cos(g), sin(g * 0.5), cos(g * 0.25)
+         FROM generate_series(1, $2::int) g`,
+      [DATE, ROWS],
+    );
+    await pool.query('VACUUM ANALYZE bench_api_features');
+    const modelFile = path.join(jobsDir, 'linear.onnx');
+    fs.writeFileSync(modelFile, linearModel().bytes);
+    const reg = await runCli(['models', 'register', JOB, modelFile, '--alias', 'bench'], env);
+    if (reg.code !== 0) throw new Error(reg.stderr);
+    fs.writeFileSync(
+      path.join(jobsDir, `${JOB}.json`),
+      JSON.stringify({
+        name: JOB,
+        model: `${JOB}@bench`,
+        source: { table: 'bench_api_features', key: 'id', partition: 'as_of', features: ['f0', 'f1', 'f2', 'f3'] },
+        chunkRows: 100_000,
+        keepRuns: 1,
+      }),
+    );
+    const run = await runCli(['run', JOB, '--date', DATE], env);
+    if (run.code !== 0) throw new Error(run.stderr);
+    process.stderr.write(`scored and published ${ROWS.toLocaleString()} predictions in ${(run.wallMs / 1000).toFixed(1)} s\n`);
+    const r = await served(pool);
+    if (!r) throw new Error('the bench run did not publish');
+    return r;
+  } finally {
+    await pool.end();
+    fs.rmSync(jobsDir, { recursive: true, force: true });
+  }
+}
+
+/** Starts a server process and resolves its base URL from its "listening on ..." line. */
+function start(args: string[], env: Record<string, string>): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) resolve({ url: m[1]!, child });
+    });
+    child.on('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}`)));
+  });
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+const randomKey = () => String(1 + Math.floor(Math.random() * ROWS));
+
+interface Figures {
+  rps: number;
+  p50: number;
+  p99: number;
+  bad: number;
+}
+
+async function load(url: string, kind: 'get' | 'batch', seconds: number): Promise<Figures> {
+  const prefix = `/v1/predictions/${JOB}`;
+  const r = await autocannon({
+    url,
+    connections: kind === 'get' ? GET_CONNECTIONS : BATCH_CONNECTIONS,
+    duration: seconds,
+    requests: [
+      kind === 'get'
+        ? { method: 'GET', setupRequest: (req) => ({ ...req, path: `${prefix}/${randomKey()}` }) }
+        : {
+            method: 'POST',
+            setupRequest: (req) => ({
+              ...req,
+              path: prefix,
+              headers: { 'content-type': 'application/json' },
+              body: JSON.stringify({ keys: Array.from({ length: BATCH_KEYS }, randomKey) }),
+            }),
+          },
+    ],
+  });
+  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, bad: r.non2xx + r.errors + r.timeouts };
+}
+
+/** Lookup queries and keys so far, from prescore's /metrics (undefined for the baseline). */
+async function keysPerQuery(base: string): Promise<{ queries: number; keys: number } | undefined> {
+  const res = await fetch(`${base}/metrics`);
+  if (!res.ok) return undefined;
+  const text = await res.text();
+  const queries = /^prescore_api_lookup_query_keys_count (\S+)$/m.exec(text);
+  const keys = /^prescore_api_lookup_query_keys_sum (\S+)$/m.exec(text);
+  return queries && keys ? { queries: Number(queries[1]), keys: Number(keys[1]) } : undefined;
+}
+
+async function main(): Promise<void> {
+  const url = await benchDatabase();
+  const run = await prepare(url);
+  const cli = path.join(packageRoot, 'bin', 'prescore.js');
+  const baselineJs = path.join(packageRoot, 'dist', 'bench', 'api-baseline.js');
+  const env = { DATABASE_URL: url, PRESCORE_LOG_LEVEL: 'warn' };
+  const servers = [
+    { name: 'prescore serve', args: [cli, 'serve', '--port', '0', '--host', HOST], env },
+    {
+      name: 'baseline (node:http + pg)',
+      args: [baselineJs],
+      env: {
+        ...env,
+        JOB,
+        DATE,
+        RUN_ID: run.runId,
+        MODEL_NAME: run.modelName,
+        MODEL_VERSION: String(run.modelVersion),
+      },
+    },
+  ];
+  const results: Record<string, Record<'get' | 'batch', Figures>> = {};
+  let batching = 0;
+  for (const s of servers) {
+    const { url: base, child } = await start(s.args, s.env);
+    if (!base.startsWith(`http://${HOST}:`)) throw new Error(`${s.name} listens on ${base}, not on ${HOST}`);
+    try {
+      await load(base, 'get', 2); // warm up: connections, prepared statements, JIT, page cache
+      const before = await keysPerQuery(base);
+      const get = await load(base, 'get', SECONDS);
+      const after = await keysPerQuery(base);
+      if (after) batching = (after.keys - before!.keys) / (after.queries - before!.queries);
+      await load(base, 'batch', 1);
+      const batch = await load(base, 'batch', SECONDS);
+      results[s.name] = { get, batch };
+      process.stderr.write(`${s.name}: done\n`);
+    } finally {
+      await stop(child);
+    }
+  }
+
+  const fmt = (f: Figures) =>
+    `${Math.round(f.rps).toLocaleString('en-US').padStart(8)} req/s  p50 ${f.p50.toFixed(2).padStart(6)} ms  p99 ${f.p99.toFixed(2).padStart(6)} ms${f.bad ? `  (${f.bad} failed)` : ''}`;
+  const lines = [
+    `HTTP read API, ${ROWS.toLocaleString('en-US')} predictions, ${os.availableParallelism()} cores, ${SECONDS} s per phase, loopback`,
+    '',
+    `single-key GET, random keys, ${GET_CONNECTIONS} connections`,
+    ...Object.entries(results).map(([name, r]) => `  ${name.padEnd(28)} ${fmt(r.get)}`),
+    `POST of ${BATCH_KEYS} random keys, ${BATCH_CONNECTIONS} connections`,
+    ...Object.entries(results).map(([name, r]) => `  ${name.padEnd(28)} ${fmt(r.batch)}`),
+  ];
+  const ours = results[servers[0]!.name]!;
+  const base = results[servers[1]!.name]!;
+  lines.push(
+    `  (prescore: ${batching.toFixed(1)} keys per lookup query on average during the GET phase)`,
+    '',
+    'targets (not asserted):',
+    `  single GET req/s >= baseline (aim 1.5x): ${(ours.get.rps / base.get.rps).toFixed(2)}x ${ours.get.rps >= base.get.rps ? 'met' : 'MISSED'}`,
+    `  single GET p99 no worse than baseline: ${ours.get.p99.toFixed(2)} vs ${base.get.p99.toFixed(2)} ms ${ours.get.p99 <= base.get.p99 ? 'met' : 'MISSED'}`,
+    `  batch of ${BATCH_KEYS} p99 < 10 ms: ${ours.batch.p99.toFixed(2)} ms ${ours.batch.p99 < 10 ? 'met' : 'MISSED'}`,
+  );
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+await main();
