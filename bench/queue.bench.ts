@@ -46,14 +46,20 @@ async function main(): Promise<void> {
     }),
   );
   const base = { DATABASE_URL: url, PRESCORE_JOBS_DIR: jobsDir, PRESCORE_LOG_LEVEL: 'warn' };
-  const reg = await runCli(['models', 'register', 'mlp', path.join(packageRoot, 'test', 'models', 'mlp.onnx'), '--alias', 'bench'], base);
+  const reg = await runCli(
+    ['models', 'register', 'mlp', path.join(packageRoot, 'test', 'models', 'mlp.onnx'), '--alias', 'bench'],
+    base,
+  );
   if (reg.code !== 0) throw new Error(reg.stderr);
 
   const out: string[] = [];
   const local = await runCli(['run', 'bench-queue', '--date', DATE], base);
   out.push(`| in one process (prescore run) | ${Math.round(ROWS / (local.wallMs / 1000)).toLocaleString()} |`);
   for (const [label, env] of [
-    ['BullMQ on Redis (run --queue, 1 worker x 2)', { ...base, REDIS_URL: 'redis://127.0.0.1:6379', PRESCORE_QUEUE_PREFIX: 'prescore_bench' }],
+    [
+      'BullMQ on Redis (run --queue, 1 worker x 2)',
+      { ...base, REDIS_URL: 'redis://127.0.0.1:6379', PRESCORE_QUEUE_PREFIX: 'prescore_bench' },
+    ],
     ['BullMQ PostgreSQL backend (run --queue, 1 worker x 2)', { ...base }],
   ] as const) {
     const worker = spawn(process.execPath, [path.join(packageRoot, 'bin', 'prescore.js'), 'worker', '--concurrency', '2'], {
@@ -69,7 +75,9 @@ async function main(): Promise<void> {
     worker.kill('SIGTERM');
     await new Promise((r) => worker.on('close', r));
   }
-  process.stdout.write(`\n${ROWS.toLocaleString()} rows x ${FEATURES} features, MLP, chunkRows 50,000, end to end (CLI start to publish)\n`);
+  process.stdout.write(
+    `\n${ROWS.toLocaleString()} rows x ${FEATURES} features, MLP, chunkRows 50,000, end to end (CLI start to publish)\n`,
+  );
   process.stdout.write('| how | rows/s |\n|---|---|\n' + out.join('\n') + '\n');
   fs.rmSync(jobsDir, { recursive: true, force: true });
 }

@@ -19,7 +19,7 @@ import { REDIS_URL, obliterate, queuePrefix, startWorkers, stopAll, type Proc } 
 /** Invariant 3: three schedulers and a CLI trigger the same (job, date) at once: one run. */
 describe('one run per trigger', () => {
   let db: TestDb;
-  let procs: Proc[] = [];
+  const procs: Proc[] = [];
   const prefix = queuePrefix('trigger');
   const env = { REDIS_URL, PRESCORE_QUEUE_PREFIX: prefix };
   const today = todayUtc();
