@@ -4,6 +4,7 @@ import { InputError, errorMessage } from '../errors.js';
 import { resolveJob } from '../definitions/check.js';
 import { listJobFiles, loadJob, parseJobFile } from '../definitions/load.js';
 import fs from 'node:fs';
+import { resolveConfig } from '../config.js';
 import { printJson, printTable, withContext } from './context.js';
 
 export function jobsCommands(program: Command): void {
@@ -12,43 +13,40 @@ export function jobsCommands(program: Command): void {
     .command('list')
     .description('the jobs in PRESCORE_JOBS_DIR')
     .option('--json', 'machine-readable output')
-    .action(async (opts: { json?: boolean }) => {
-      await withContext(
-        async ({ config }) => {
-          const rows = listJobFiles(config.jobsDir).map((file) => {
-            try {
-              const { spec } = parseJobFile(file, fs.readFileSync(file, 'utf8'));
-              return {
-                name: spec.name,
-                model: spec.model,
-                table: spec.source.table,
-                schedule: spec.schedule ?? null,
-                valid: true,
-                error: null,
-              };
-            } catch (err) {
-              return {
-                name: path.basename(file, '.json'),
-                model: null,
-                table: null,
-                schedule: null,
-                valid: false,
-                error: errorMessage(err),
-              };
-            }
-          });
-          if (opts.json) return printJson(rows);
-          printTable(
-            ['JOB', 'MODEL', 'SOURCE', 'SCHEDULE'],
-            rows.map((r) => [
-              r.name,
-              r.model ?? 'INVALID (prescore jobs validate)',
-              r.table,
-              r.schedule ? `${r.schedule.cron} ${r.schedule.timezone}` : null,
-            ]),
-          );
-        },
-        { migrate: true },
+    .action((opts: { json?: boolean }) => {
+      // Reading job files needs no database.
+      const config = resolveConfig();
+      const rows = listJobFiles(config.jobsDir).map((file) => {
+        try {
+          const { spec } = parseJobFile(file, fs.readFileSync(file, 'utf8'));
+          return {
+            name: spec.name,
+            model: spec.model,
+            table: spec.source.table,
+            schedule: spec.schedule ?? null,
+            valid: true,
+            error: null,
+          };
+        } catch (err) {
+          return {
+            name: path.basename(file, '.json'),
+            model: null,
+            table: null,
+            schedule: null,
+            valid: false,
+            error: errorMessage(err),
+          };
+        }
+      });
+      if (opts.json) return printJson(rows);
+      printTable(
+        ['JOB', 'MODEL', 'SOURCE', 'SCHEDULE'],
+        rows.map((r) => [
+          r.name,
+          r.model ?? 'INVALID (prescore jobs validate)',
+          r.table,
+          r.schedule ? `${r.schedule.cron} ${r.schedule.timezone}` : null,
+        ]),
       );
     });
   jobs
