@@ -22,7 +22,7 @@ export function jobsCommands(program: Command): void {
           return {
             name: spec.name,
             model: spec.model,
-            table: spec.source.table,
+            table: spec.source.table ?? '(query)',
             schedule: spec.schedule ?? null,
             valid: true,
             error: null,
@@ -62,7 +62,7 @@ export function jobsCommands(program: Command): void {
             const job = name ? loadJob(config.jobsDir, name) : parseJobFile(file, fs.readFileSync(file, 'utf8'));
             const r = await resolveJob(db.pool, job, { checkData: true });
             process.stdout.write(
-              `ok  ${r.name}: ${r.features.length} features from ${r.table.schema}.${r.table.name} -> ${r.model.name} v${r.model.version}\n`,
+              `ok  ${r.name}: ${r.features.length} features from ${r.table ? `${r.table.schema}.${r.table.name}` : 'its query'} -> ${r.model.name} v${r.model.version}\n`,
             );
           } catch (err) {
             failures.push(errorMessage(err));

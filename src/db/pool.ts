@@ -36,6 +36,21 @@ export async function withClient<T>(pool: Pool, fn: (client: PoolClient) => Prom
   }
 }
 
+/**
+ * Runs `fn` in a READ ONLY transaction (rolled back at the end): what reads the feature source
+ * (a table, or a job's own SQL query) can never modify data.
+ */
+export async function withReadOnly<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+  return withClient(pool, async (client) => {
+    await client.query('BEGIN TRANSACTION READ ONLY');
+    try {
+      return await fn(client);
+    } finally {
+      await client.query('ROLLBACK').catch(() => undefined);
+    }
+  });
+}
+
 export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
   return withClient(pool, async (client) => {
     await client.query('BEGIN');

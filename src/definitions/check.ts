@@ -1,5 +1,5 @@
 import { ValidationError } from '../errors.js';
-import type { Pool } from '../db/pool.js';
+import { withReadOnly, type Pool } from '../db/pool.js';
 import { parseQualifiedName, quoteIdent, quoteQualified, type QualifiedName } from '../db/ident.js';
 import { resolveOutputMapping, type OutputMapping } from '../models/output.js';
 import { resolveModel, type PinnedModel } from '../models/registry.js';
@@ -25,7 +25,9 @@ export interface ResolvedJob {
   name: string;
   file: string;
   spec: JobSpec;
-  table: QualifiedName;
+  /** The source: a table, or (when null) the job's SQL query. */
+  table: QualifiedName | null;
+  query: string | null;
   key: { name: string; pgType: string };
   partition: { name: string; kind: 'date' | 'timestamp' | 'timestamptz' };
   features: ResolvedFeature[];
@@ -69,6 +71,28 @@ async function readColumns(pool: Pool, table: QualifiedName): Promise<Map<string
     [rel.rows[0].oid],
   );
   return new Map(rows.map((r) => [r.name, r]));
+}
+
+/**
+ * The output columns of a job's source query, from PostgreSQL itself (the query runs with
+ * LIMIT 0 in a read-only transaction). Throws PostgreSQL's own complaint if it refuses it.
+ */
+async function describeQuery(pool: Pool, query: string): Promise<Map<string, Column>> {
+  return withReadOnly(pool, async (client) => {
+    const res = await client.query(`SELECT * FROM (${query}) AS prescore_source LIMIT 0`);
+    const { rows } = await client.query<{ i: number; typname: string; formatted: string }>(
+      `SELECT f.i, t.typname, format_type(f.oid, nullif(f.mod, -1)) AS formatted
+         FROM unnest($1::oid[], $2::int[]) WITH ORDINALITY AS f(oid, mod, i) JOIN pg_type t ON t.oid = f.oid`,
+      [res.fields.map((f) => f.dataTypeID), res.fields.map((f) => f.dataTypeModifier)],
+    );
+    const byIndex = new Map(rows.map((r) => [Number(r.i), r]));
+    return new Map(
+      res.fields.map((f, i) => {
+        const t = byIndex.get(i + 1)!;
+        return [f.name, { name: f.name, typname: t.typname, formatted: t.formatted }];
+      }),
+    );
+  });
 }
 
 /** True when a unique index makes the key unique per date (on (key) or (key, partition)). */
@@ -134,16 +158,26 @@ export async function resolveJob(pool: Pool, job: JobFile, options: { checkData?
   }
 
   let table: QualifiedName | undefined;
-  try {
-    table = parseQualifiedName(spec.source.table, 'source.table');
-  } catch (err) {
-    problems.push((err as Error).message);
-  }
   let columns: Map<string, Column> | null = null;
-  if (table) {
-    columns = await readColumns(pool, table);
-    if (!columns)
-      problems.push(`source.table: table ${spec.source.table} does not exist (looked for ${table.schema}.${table.name})`);
+  const query = spec.source.query ?? null;
+  const sourceName = spec.source.table ?? 'the source query';
+  if (spec.source.table !== undefined) {
+    try {
+      table = parseQualifiedName(spec.source.table, 'source.table');
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+    if (table) {
+      columns = await readColumns(pool, table);
+      if (!columns)
+        problems.push(`source.table: table ${spec.source.table} does not exist (looked for ${table.schema}.${table.name})`);
+    }
+  } else if (query !== null) {
+    try {
+      columns = await describeQuery(pool, query);
+    } catch (err) {
+      problems.push(`source.query: PostgreSQL refuses it: ${(err as Error).message}`);
+    }
   }
 
   const features: ResolvedFeature[] = [];
@@ -151,7 +185,7 @@ export async function resolveJob(pool: Pool, job: JobFile, options: { checkData?
   let partKind: ResolvedJob['partition']['kind'] | undefined;
   if (columns) {
     const missing = (field: string, col: string) =>
-      `${field}: column "${col}" does not exist in ${spec.source.table} (columns: ${[...columns!.keys()].join(', ')})`;
+      `${field}: column "${col}" does not exist in ${sourceName} (columns: ${[...columns!.keys()].join(', ')})`;
     keyCol = columns.get(spec.source.key);
     if (!keyCol) problems.push(missing('source.key', spec.source.key));
     else if (!KEY_TYPES.has(keyCol.typname)) {
@@ -177,10 +211,18 @@ export async function resolveJob(pool: Pool, job: JobFile, options: { checkData?
         features.push({ name, pgType: col.typname, wire: wireFor(col.typname, input?.type ?? 'float32') });
       }
     });
-    if (options.checkData && keyCol && part && table && !(await hasUniqueKey(pool, table, keyCol.name, part.name))) {
-      const dup = await pool.query<{ d: string; k: string }>(
-        `SELECT ${quoteIdent(part.name)}::text AS d, ${quoteIdent(keyCol.name)}::text AS k FROM ${quoteQualified(table)}
-          GROUP BY 1, 2 HAVING count(*) > 1 LIMIT 1`,
+    const needsScan =
+      options.checkData &&
+      keyCol &&
+      part &&
+      (table ? !(await hasUniqueKey(pool, table, keyCol.name, part.name)) : query !== null);
+    if (needsScan && keyCol && part) {
+      const from = table ? quoteQualified(table) : `(${query}) AS prescore_source`;
+      const dup = await withReadOnly(pool, (client) =>
+        client.query<{ d: string; k: string }>(
+          `SELECT ${quoteIdent(part.name)}::text AS d, ${quoteIdent(keyCol!.name)}::text AS k FROM ${from}
+            GROUP BY 1, 2 HAVING count(*) > 1 LIMIT 1`,
+        ),
       );
       if (dup.rows[0]) {
         problems.push(
@@ -190,14 +232,15 @@ export async function resolveJob(pool: Pool, job: JobFile, options: { checkData?
     }
   }
 
-  if (problems.length > 0 || !model || !input || !table || !keyCol || !partKind) {
+  if (problems.length > 0 || !model || !input || (!table && query === null) || !keyCol || !partKind) {
     throw new ValidationError(`job ${spec.name} (${job.file})`, problems);
   }
   return {
     name: spec.name,
     file: job.file,
     spec,
-    table,
+    table: table ?? null,
+    query,
     key: { name: keyCol.name, pgType: keyCol.formatted },
     partition: { name: spec.source.partition, kind: partKind },
     features,

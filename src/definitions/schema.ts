@@ -41,7 +41,10 @@ export const jobSchema = z
       .optional(),
     source: z
       .object({
-        table: z.string().min(1),
+        /** A table or view, `table` or `schema.table`. */
+        table: z.string().min(1).optional(),
+        /** Or a SELECT whose output columns include key, partition and features (run read-only). */
+        query: z.string().min(1).optional(),
         key: z.string().min(1),
         partition: z.string().min(1),
         features: z
@@ -49,7 +52,11 @@ export const jobSchema = z
           .min(1, 'must list at least one feature column')
           .refine((f) => new Set(f).size === f.length, 'must not list a column twice'),
       })
-      .strict(),
+      .strict()
+      .refine((s) => (s.table === undefined) !== (s.query === undefined), {
+        message: 'give exactly one of table or query',
+        path: ['table'],
+      }),
     output: z
       .object({ score: z.string().min(1), label: z.string().min(1), outputs: z.string().min(1) })
       .partial()

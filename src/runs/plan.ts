@@ -33,7 +33,7 @@ export async function planRun(pool: Pool, job: ResolvedJob, date: string, trigge
   const { rows, chunks } = await planChunks(pool, job, date);
   if (rows === 0) {
     throw new InputError(
-      `job ${job.name}: no rows in ${job.spec.source.table} for ${job.spec.source.partition} = ${date}; nothing to score (is the feature table loaded?)`,
+      `job ${job.name}: no rows in ${job.spec.source.table ?? 'the source query'} for ${job.spec.source.partition} = ${date}; nothing to score (is the feature table loaded?)`,
     );
   }
   return withTransaction(pool, async (client) => {

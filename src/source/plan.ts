@@ -1,4 +1,4 @@
-import type { Pool } from '../db/pool.js';
+import { withReadOnly, type Pool } from '../db/pool.js';
 import { quoteIdent } from '../db/ident.js';
 import type { ResolvedJob } from '../definitions/check.js';
 import { dateFilter, fromClause } from './sql.js';
@@ -15,7 +15,15 @@ export interface ChunkPlan {
  * key quantiles (percentile_disc over the key: one sort, any ordered key type). Bounds
  * travel as text and are cast back to the key's type when read.
  */
-export async function planChunks(pool: Pool, job: ResolvedJob, date: string): Promise<{ rows: number; chunks: ChunkPlan[] }> {
+export function planChunks(pool: Pool, job: ResolvedJob, date: string): Promise<{ rows: number; chunks: ChunkPlan[] }> {
+  return withReadOnly(pool, (client) => planWith(client, job, date));
+}
+
+async function planWith(
+  pool: Pick<Pool, 'query'>,
+  job: ResolvedJob,
+  date: string,
+): Promise<{ rows: number; chunks: ChunkPlan[] }> {
   const where = dateFilter(job, date);
   const count = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${fromClause(job)} WHERE ${where}`);
   const rows = Number(count.rows[0]!.n);

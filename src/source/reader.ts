@@ -34,6 +34,8 @@ export async function* readChunk(
 ): AsyncGenerator<SourceBatch> {
   const decoder = new CopyDecoder(job.features, job.input.type, batchRowsFor(job), job.spec.onBadRow === 'fail');
   stats.value = decoder.stats;
+  // Read-only: a job's source query can select, never modify.
+  await client.query('BEGIN TRANSACTION READ ONLY');
   const stream = client.query(copyTo(chunkCopySql(job, date, lo, hi)));
   const width = job.features.length;
   try {
@@ -46,6 +48,7 @@ export async function* readChunk(
     stream.destroy();
     throw err;
   }
+  await client.query('COMMIT');
   const last = decoder.finish();
   if (last) yield { batch: toRecordBatch(last, width, job.input.type), read: last.read, rejects: last.rejects };
 }

@@ -30,7 +30,7 @@ export function rangeFilter(job: ResolvedJob, lo: string | null, hi: string | nu
 }
 
 export function fromClause(job: ResolvedJob): string {
-  return quoteQualified(job.table);
+  return job.query ? `(${job.query}) AS prescore_source` : quoteQualified(job.table!);
 }
 
 /** The binary COPY that reads a chunk: key as text, then each feature in its wire type. */
