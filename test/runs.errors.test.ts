@@ -122,4 +122,26 @@ describe('bad input is refused with a clear error and nothing is published', () 
     assert.match(r2.stderr, /does not exist in feats/);
     assert.equal((await db.pool.query(`SELECT to_regclass('public.y') AS t`)).rows[0].t, 'y');
   });
+
+  test('an unreachable Redis fails `run --queue` at once, before any run is planned', async () => {
+    const runs = async () => (await db.pool.query('SELECT count(*)::int AS n FROM prescore.runs')).rows[0].n as number;
+    const before = await runs();
+    const started = Date.now();
+    const r = await cli(db, ['run', 'good', '--date', DATE, '--queue'], { REDIS_URL: 'redis://127.0.0.1:1' });
+    assert.equal(r.code, 1);
+    assert.match(
+      r.lastError,
+      /^error: cannot reach the queue \(Redis 127\.0\.0\.1:1 .*ECONNREFUSED.*is REDIS_URL right and Redis up\?/,
+    );
+    assert.ok(Date.now() - started < 15_000);
+    assert.equal(await runs(), before);
+    await assertUntouched();
+  });
+
+  test('a wrong DATABASE_URL names the server, not the password', async () => {
+    const r = await cli(db, ['runs', 'list'], { DATABASE_URL: 'postgresql://someone:s3cret@127.0.0.1:1/nowhere' });
+    assert.equal(r.code, 1);
+    assert.match(r.lastError, /^error: cannot connect to PostgreSQL at 127\.0\.0\.1:1\/nowhere \(DATABASE_URL\): .*ECONNREFUSED/);
+    assert.doesNotMatch(r.stderr, /s3cret/);
+  });
 });

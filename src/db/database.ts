@@ -1,4 +1,5 @@
 import type { Config } from '../config.js';
+import { PrescoreError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { startEmbedded, type EmbeddedServer } from './embedded.js';
 import { migrate } from './migrate.js';
@@ -27,6 +28,14 @@ export async function openDatabase(
   }
   const pool = createPool(url, log, options.poolSize ?? 10);
   try {
+    await pool.query('SELECT 1');
+  } catch (err) {
+    await pool.end();
+    await embedded?.stop();
+    const where = embedded ? 'the embedded PostgreSQL' : `PostgreSQL at ${describeUrl(url)} (DATABASE_URL)`;
+    throw new PrescoreError('E_DATABASE', `cannot connect to ${where}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
     if (options.migrate !== false) await migrate(pool, log);
   } catch (err) {
     await pool.end();
@@ -44,4 +53,14 @@ export async function openDatabase(
       await embedded?.stop();
     },
   };
+}
+
+/** host:port/database of a connection string, without the password. */
+export function describeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || 5432}${u.pathname}`;
+  } catch {
+    return 'DATABASE_URL';
+  }
 }

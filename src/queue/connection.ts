@@ -1,4 +1,5 @@
 import { FlowProducer, Queue, Worker, createPostgresBackend, type Processor } from 'bullmq';
+import { Redis } from 'ioredis';
 import type { Config } from '../config.js';
 
 export const CHUNK_QUEUE = 'chunks';
@@ -15,6 +16,8 @@ export interface QueueBackend {
   queue(name: string): Queue;
   worker(name: string, processor: Processor, options: { concurrency: number; lockSeconds: number }): Worker;
   flowProducer(): FlowProducer;
+  /** Resolves once the queue's server answers; rejects (instead of waiting forever) if it does not. */
+  probe(timeoutMs: number): Promise<void>;
 }
 
 function redisConnection(url: string) {
@@ -51,6 +54,26 @@ export function queueBackend(config: Config, databaseUrl: string): QueueBackend 
       queue: (name) => new Queue(name, { connection, prefix }),
       worker: (name, processor, o) => new Worker(name, processor, { connection, prefix, ...workerOptions(o) }),
       flowProducer: () => new FlowProducer({ connection, prefix }),
+      probe: async (timeoutMs) => {
+        // BullMQ's own connections retry forever (as workers should); a one-off client does not.
+        const redis = new Redis({
+          ...connection,
+          maxRetriesPerRequest: 1,
+          connectTimeout: timeoutMs,
+          lazyConnect: true,
+          retryStrategy: () => null,
+        });
+        let cause: Error | undefined;
+        redis.on('error', (err: Error) => (cause ??= err));
+        try {
+          await redis.connect();
+          await redis.ping();
+        } catch (err) {
+          throw cause ?? err;
+        } finally {
+          redis.disconnect();
+        }
+      },
     };
   }
   const connection = { connectionString: databaseUrl, schema: `${config.queuePrefix}_queue`, migrate: true, max: 4 };
@@ -63,6 +86,8 @@ export function queueBackend(config: Config, databaseUrl: string): QueueBackend 
     worker: (name, processor, o) =>
       new Worker(name, processor, { connection, ...workerOptions(o) } as any, factory) as unknown as Worker,
     flowProducer: () => new FlowProducer({ connection } as any, factory) as unknown as FlowProducer,
+    // The queue lives in the database prescore is already connected to.
+    probe: async () => undefined,
   };
   /* eslint-enable @typescript-eslint/no-explicit-any */
 }
