@@ -77,4 +77,23 @@ describe('prescore backfill', () => {
     assert.equal(r.code, 2);
     assert.match(r.lastError, /--from 2026-10-05 is after --to 2026-10-01/);
   });
+
+  test('retainDays: dates older than the newest published date minus retainDays stop being served and are dropped', async () => {
+    writeJob(db, jobSpec('bf', 'lin@champion', 'feats', featureNames(4), { retainDays: 1 }));
+    const r = await cli(db, ['run', 'bf', '--date', '2026-10-04']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(await published(), ['2026-10-03', '2026-10-04']);
+    const old = await db.pool.query<{ id: string }>(
+      `SELECT id::text FROM prescore.runs WHERE job = 'bf' AND date < '2026-10-03' ORDER BY id`,
+    );
+    assert.ok(old.rows.length >= 2);
+    for (const { id } of old.rows) {
+      const t = await db.pool.query(`SELECT to_regclass($1) AS t`, [`prescore.predictions_r${id}`]);
+      assert.equal(t.rows[0].t, null, `run ${id}'s table is dropped`);
+    }
+    const leftover = await db.pool.query(
+      `SELECT count(*)::int AS n FROM prescore.predictions p JOIN prescore.runs r ON r.id = p.run_id WHERE r.date < '2026-10-03'`,
+    );
+    assert.equal(leftover.rows[0].n, 0);
+  });
 });

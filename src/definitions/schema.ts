@@ -66,6 +66,8 @@ export const jobSchema = z
     onBadRow: z.enum(['reject', 'fail']).default('reject'),
     maxRejectRate: z.number().min(0).max(1).default(0.05),
     keepRuns: z.number().int().min(1).max(100).default(2),
+    /** Dates older than the newest published date minus this many days stop being served and are dropped. Unset: kept. */
+    retainDays: z.number().int().min(1).max(36600).optional(),
   })
   .strict();
 

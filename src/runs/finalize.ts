@@ -65,7 +65,7 @@ export async function finalizeRun(pool: Pool, runId: string, log: Logger): Promi
     job: string;
     date: string;
     status: string;
-    spec: { spec: { maxRejectRate: number; keepRuns: number } };
+    spec: { spec: { maxRejectRate: number; keepRuns: number; retainDays?: number } };
   }>('SELECT job, date::text, status, spec FROM prescore.runs WHERE id = $1::bigint', [runId]);
   const info = run.rows[0];
   if (!info) throw new RunError(runId, `run ${runId} does not exist`);
@@ -81,7 +81,7 @@ export async function finalizeRun(pool: Pool, runId: string, log: Logger): Promi
     throw new RunError(runId, `${where}: rows do not add up: read ${t.read} != written ${t.written} + rejected ${t.rejected}`);
   }
   const table = `prescore.${partitionName(runId)}`;
-  const { maxRejectRate, keepRuns } = info.spec.spec;
+  const { maxRejectRate, keepRuns, retainDays } = info.spec.spec;
   const rate = t.read === 0 ? 0 : t.rejected / t.read;
   if (rate > maxRejectRate) {
     const sample = await pool.query<{ key: string | null; reason: string }>(
@@ -172,12 +172,46 @@ export async function finalizeRun(pool: Pool, runId: string, log: Logger): Promi
   if (previous === 'already') return;
   log.info({ runId, job: info.job, date: info.date, previous }, 'published');
   await dropExpired(pool, info.job, info.date, keepRuns, log);
+  if (retainDays !== undefined) await dropOldDates(pool, info.job, retainDays, log);
 }
 
 /**
  * Drops the predictions of runs of (job, date) that no reader can reach any more: failed and
  * cancelled runs older than the one just published, and superseded runs beyond keepRuns.
  */
+/**
+ * Retention by age: dates older than the job's newest published date minus retainDays stop
+ * being served (their pointer is removed first, in one statement) and their runs' tables go.
+ */
+export async function dropOldDates(pool: Pool, job: string, retainDays: number, log: Logger): Promise<void> {
+  const { rows } = await pool.query<{ date: string }>(
+    `DELETE FROM prescore.serving
+      WHERE job = $1 AND date < (SELECT max(date) FROM prescore.serving WHERE job = $1) - $2::int
+      RETURNING date::text`,
+    [job, retainDays],
+  );
+  if (rows.length === 0) return;
+  // Readers (the API's pointer cache) reload the job's pointers on this channel.
+  await pool.query('SELECT pg_notify($1, $2)', [PUBLISH_CHANNEL, JSON.stringify({ job, runId: null })]);
+  for (const { date } of rows) {
+    await pool.query(
+      `UPDATE prescore.runs SET status = 'superseded' WHERE job = $1 AND date = $2::date AND status = 'published'`,
+      [job, date],
+    );
+    // Not a run still in flight for that date (a backfill): it finishes, and a later publish drops it.
+    const runs = await pool.query<{ id: string }>(
+      `SELECT id::text FROM prescore.runs WHERE job = $1 AND date = $2::date AND status NOT IN ('running', 'finalizing')`,
+      [job, date],
+    );
+    await dropRuns(
+      pool,
+      runs.rows.map((r) => r.id),
+      log,
+    );
+    log.info({ job, date, retainDays }, 'date past retention dropped');
+  }
+}
+
 export async function dropExpired(pool: Pool, job: string, date: string, keepRuns: number, log: Logger): Promise<void> {
   const { rows } = await pool.query<{ id: string }>(
     `SELECT id::text FROM (
@@ -190,7 +224,16 @@ export async function dropExpired(pool: Pool, job: string, date: string, keepRun
         AND id < (SELECT run_id FROM prescore.serving WHERE job = $1 AND date = $2::date)`,
     [job, date, keepRuns],
   );
-  for (const { id } of rows) {
+  await dropRuns(
+    pool,
+    rows.map((r) => r.id),
+    log,
+  );
+}
+
+/** Drops runs' predictions tables (detached first if attached) and their reject rows. */
+async function dropRuns(pool: Pool, ids: string[], log: Logger): Promise<void> {
+  for (const id of new Set(ids)) {
     const table = `prescore.${partitionName(id)}`;
     const attached = await pool.query(`SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass($1)`, [table]);
     if (attached.rowCount) {
