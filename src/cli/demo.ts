@@ -10,7 +10,8 @@ import { runLocally } from '../runs/local.js';
 import { readPredictions } from '../serving/read.js';
 import { withContext } from './context.js';
 import { progressBar } from './progress.js';
-import { summary, todayIn } from './run.js';
+import { localDate } from '../scheduler/calendar.js';
+import { summary } from './run.js';
 
 const JOB = 'iris-species';
 
@@ -27,7 +28,7 @@ export function demoCommand(program: Command): void {
         const out = (s: string) => process.stdout.write(s + '\n');
         const jobsDir = fs.existsSync(path.join(config.jobsDir, `${JOB}.json`)) ? config.jobsDir : path.join(packageRoot, 'jobs');
         const job = loadJob(jobsDir, JOB);
-        const date = todayIn(job.spec.schedule?.timezone ?? 'UTC');
+        const date = localDate(new Date(), job.spec.schedule?.timezone ?? 'UTC');
         const rows = irisRows();
         await db.pool.query(`CREATE SCHEMA IF NOT EXISTS demo`);
         await db.pool.query(

@@ -3,7 +3,10 @@ import type { Progress } from '../runs/local.js';
 import { formatCount } from './context.js';
 
 /** A progress bar on stderr when it is a terminal (rows, rows/s, ETA); nothing otherwise. */
-export function progressBar(label: string): { update(p: Progress): void; stop(): void } {
+/** What the bar shows: a run's Progress in this process, or a RunInfo followed in the database. */
+type Counts = Pick<Progress, 'rowsPlanned' | 'rowsRead' | 'chunks' | 'chunksDone'>;
+
+export function progressBar(label: string): { update(p: Counts): void; stop(): void } {
   if (!process.stderr.isTTY) return { update: () => undefined, stop: () => undefined };
   const bar = new cliProgress.SingleBar(
     {

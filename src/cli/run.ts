@@ -5,16 +5,12 @@ import { RunError } from '../errors.js';
 import { resolveJob } from '../definitions/check.js';
 import { followRun } from '../runs/control.js';
 import { runLocally } from '../runs/local.js';
+import { localDate } from '../scheduler/calendar.js';
 import { ActiveRunError, checkDate, planRun } from '../runs/plan.js';
 import { withEnqueuer } from './queueing.js';
 import { formatCount, printJson, withContext } from './context.js';
 import { progressBar } from './progress.js';
 import type { RunInfo } from '../runs/store.js';
-
-/** Today's date in a time zone, as YYYY-MM-DD. */
-export function todayIn(timeZone: string, now = new Date()): string {
-  return new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(now);
-}
 
 export function summary(run: RunInfo): string {
   const secs = run.durationMs === null ? '?' : (run.durationMs / 1000).toFixed(1);
@@ -38,7 +34,7 @@ export function runCommand(program: Command): void {
       async (name: string, opts: { date?: string; concurrency?: string; queue?: boolean; wait: boolean; json?: boolean }) => {
         await withContext(async ({ config, db, log }) => {
           const job = loadJob(config.jobsDir, name);
-          const date = checkDate(opts.date ?? todayIn(job.spec.schedule?.timezone ?? 'UTC'));
+          const date = checkDate(opts.date ?? localDate(new Date(), job.spec.schedule?.timezone ?? 'UTC'));
           if (opts.queue) {
             const runId = await withEnqueuer(config, db, async (enqueue) => {
               let id: string;
@@ -58,9 +54,7 @@ export function runCommand(program: Command): void {
               return;
             }
             const bar = progressBar(`${name} ${date}`);
-            const run = await followRun(db.pool, runId, (r) =>
-              bar.update({ runId, rowsPlanned: r.rowsPlanned, rowsRead: r.rowsRead, chunks: r.chunks, chunksDone: r.chunksDone }),
-            );
+            const run = await followRun(db.pool, runId, (r) => bar.update(r));
             bar.stop();
             if (opts.json) printJson(run);
             else process.stdout.write(summary(run) + '\n');

@@ -59,25 +59,15 @@ export function runsCommands(program: Command): void {
     .action(async (id: string, opts: { wait: boolean }) => {
       if (!/^\d+$/.test(id)) throw new InputError(`run id must be a number (got "${id}")`);
       await withContext(async ({ config, db, log }) => {
-        const before = await getRun(db.pool, id);
-        if (!before) throw new InputError(`run ${id} does not exist: see prescore runs list`);
+        await retryRun(db.pool, id); // refuses a run that does not exist or did not fail
         const mode = (await db.pool.query<{ mode: string }>('SELECT mode FROM prescore.runs WHERE id = $1::bigint', [id]))
           .rows[0]!.mode;
-        await retryRun(db.pool, id);
         const bar = progressBar(`run ${id}`);
         let run;
         if (mode === 'queue') {
           await withEnqueuer(config, db, (enqueue) => enqueue(id));
           if (!opts.wait) return void process.stdout.write(`run ${id} re-queued\n`);
-          run = await followRun(db.pool, id, (r) =>
-            bar.update({
-              runId: id,
-              rowsPlanned: r.rowsPlanned,
-              rowsRead: r.rowsRead,
-              chunks: r.chunks,
-              chunksDone: r.chunksDone,
-            }),
-          );
+          run = await followRun(db.pool, id, (r) => bar.update(r));
         } else {
           const inference = new InferencePool(config.inferenceThreads);
           try {
