@@ -21,6 +21,8 @@ const schema = z.object({
   PRESCORE_INFERENCE_THREADS: z.coerce.number().int().min(1).max(256).optional(),
   PRESCORE_CHUNK_CONCURRENCY: z.coerce.number().int().min(1).max(256).optional(),
   PRESCORE_LOCK_SECONDS: z.coerce.number().int().min(2).max(3600).default(30),
+  PRESCORE_API_AUTH: z.enum(['auto', 'token', 'none']).default('auto'),
+  PRESCORE_API_TIMEOUT_MS: z.coerce.number().int().min(50).max(600_000).default(3000),
   PRESCORE_QUEUE_PREFIX: z
     .string()
     .regex(/^[a-z][a-z0-9_]*$/, 'must match [a-z][a-z0-9_]*')
@@ -45,6 +47,10 @@ export interface Config {
   lockSeconds: number;
   /** BullMQ key prefix (Redis) or schema (PostgreSQL backend) of prescore's queues. */
   queuePrefix: string;
+  /** Whether the read API needs tokens: auto (once one exists), token (always), none (never). */
+  apiAuth: 'auto' | 'token' | 'none';
+  /** The read API's bound on one lookup: connection checkout, query and queue (then 503). */
+  apiTimeoutMs: number;
 }
 
 export function resolveConfig(env: Record<string, string | undefined> = process.env): Config {
@@ -73,5 +79,7 @@ export function resolveConfig(env: Record<string, string | undefined> = process.
     chunkConcurrency: c.PRESCORE_CHUNK_CONCURRENCY ?? Math.max(2, cores),
     lockSeconds: c.PRESCORE_LOCK_SECONDS,
     queuePrefix: c.PRESCORE_QUEUE_PREFIX,
+    apiAuth: c.PRESCORE_API_AUTH,
+    apiTimeoutMs: c.PRESCORE_API_TIMEOUT_MS,
   };
 }

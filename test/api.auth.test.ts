@@ -63,7 +63,7 @@ describe('API tokens', () => {
     assert.equal((await post('job-b')).status, 200);
   });
 
-  test('once a token exists, /v1 needs it: 401 without or with a wrong one; health and metrics stay open', async () => {
+  test('once a token exists, /v1 and /metrics need it: 401 without or with a wrong one; /healthz and a bare /readyz stay open', async () => {
     await create('all');
     const ms = await within(2000, 'the API should require the new token', async () => (await get('job-a')).status === 401);
     assert.ok(ms < 2000);
@@ -75,6 +75,7 @@ describe('API tokens', () => {
       await post('job-b'),
       await request<{ error?: string }>(server.base, '/v1/nothing-here'),
       await request<{ error?: string }>(server.base, '/v1/predictions/job-a/7', { method: 'DELETE' }),
+      await request<{ error?: string }>(server.base, '/metrics'),
     ];
     for (const r of denied) {
       assert.equal(r.status, 401, r.text);
@@ -85,7 +86,15 @@ describe('API tokens', () => {
     assert.equal((await get('job-a', secrets.all)).status, 200);
     assert.equal((await get('job-b', undefined, { authorization: `bearer   ${secrets.all}` })).status, 200);
     assert.equal((await post('job-b', secrets.all)).status, 200);
-    for (const path of ['/healthz', '/readyz', '/metrics']) assert.equal((await request(server.base, path)).status, 200, path);
+    assert.equal((await request(server.base, '/healthz')).status, 200);
+    // Readiness for probes without a token, but nothing that names the database.
+    const ready = await request(server.base, '/readyz');
+    assert.equal(ready.status, 200);
+    assert.deepEqual(ready.body, { ready: true });
+    assert.equal((await request(server.base, '/readyz', { token: secrets.all })).status, 200);
+    const metrics = await request(server.base, '/metrics', { token: secrets.all });
+    assert.equal(metrics.status, 200);
+    assert.match(metrics.text, /prescore_http_requests_total/);
   });
 
   test('a token scoped to jobs gets 403 for the others', async () => {
@@ -98,8 +107,11 @@ describe('API tokens', () => {
       await get('job-c', secrets['only-a']),
     ]) {
       assert.equal(r.status, 403, r.text);
-      assert.match(r.body.error!, new RegExp(`token ${ids['only-a']} may not read job "job-[bc]"`));
+      assert.match(r.body.error!, /^this token may not read job "job-[bc]"$/);
+      assert.ok(!r.text.includes(ids['only-a']!), 'a 403 does not name the token');
     }
+    // Metrics name every job: a token for some jobs may not read them.
+    assert.equal((await request(server.base, '/metrics', { token: secrets['only-a'] })).status, 403);
   });
 
   test('tokens list never shows a secret', async () => {
@@ -155,9 +167,17 @@ describe('API tokens', () => {
     }
   });
 
-  test('with every token revoked the API is open again', async () => {
+  test('with every token revoked the API stays closed: revoking the last token opens nothing', async () => {
     const r = await cli(db, ['tokens', 'revoke', ids['only-a']!]);
     assert.equal(r.code, 0, r.stderr);
-    await within(2000, 'the API should be open again', async () => (await get('job-b')).status === 200);
+    await within(2000, 'the revoked token should be refused', async () => (await get('job-a', secrets['only-a'])).status === 401);
+    await sleep(300);
+    for (const res of [await get('job-a'), await get('job-b'), await post('job-b'), await request(server.base, '/metrics')]) {
+      assert.equal(res.status, 401, res.text);
+    }
+    // A restarted server (fresh memory) is closed too: the database remembers tokens existed.
+    await server.close();
+    server = await startApi(db);
+    assert.equal((await request(server.base, '/v1/predictions/job-a/7')).status, 401);
   });
 });

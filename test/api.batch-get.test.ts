@@ -122,7 +122,13 @@ describe('batch lookups', () => {
 
   test('lookups asked in the same turn of the event loop go to PostgreSQL as one query per run', async () => {
     const sent: number[] = [];
-    const lookup = new Lookup(server.pool, { maxInFlight: 4, maxBatchKeys: 120, onQuery: (n) => sent.push(n) });
+    const lookup = new Lookup(server.pool, {
+      maxInFlight: 4,
+      maxBatchKeys: 120,
+      timeoutMs: 5000,
+      maxQueuedKeys: 10_000,
+      onQuery: (n) => sent.push(n),
+    });
     const asks = Array.from({ length: 200 }, (_, i) => ({ date: i % 2 ? D1 : D2, key: String(1 + i) }));
     const found = await Promise.all(asks.map((a) => lookup.find(runs[a.date]!, [a.key])));
     // 100 keys per run, at most 120 per query: one query for each run.

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { linearModel } from '../scripts/test-models.js';
+import { resolveJob } from '../src/definitions/check.js';
+import { loadJob } from '../src/definitions/load.js';
+import { readChunk } from '../src/source/reader.js';
 import {
   assertClose,
   cli,
@@ -82,5 +85,53 @@ describe('source.query', () => {
     const both = await cli(db, ['jobs', 'validate', 'both']);
     assert.equal(both.code, 2);
     assert.match(both.lastError, /source\.table: give exactly one of table or query/);
+  });
+
+  // Each of these would run a second statement (ending the read-only transaction with COMMIT,
+  // then writing) if the query reached PostgreSQL over the simple protocol.
+  const escapes = [
+    'SELECT * FROM public.wide) AS x LIMIT 0; COMMIT; CREATE TABLE public.pwned AS SELECT 1 AS x; SELECT * FROM (SELECT * FROM public.wide',
+    'SELECT id, as_of, f0, f1, f2, f3 FROM wide; COMMIT; CREATE TABLE public.pwned AS SELECT 1 AS x',
+    'SELECT id, as_of, f0, f1, f2, f3 FROM wide;\nCOMMIT;\nCREATE TABLE public.pwned AS SELECT 1 AS x --',
+    "SELECT id, as_of, f0, f1, f2, f3 FROM wide WHERE 'a' = $$a$$; END; CREATE TABLE public.pwned AS SELECT 1 AS x; SELECT 1",
+  ];
+
+  test('a query that holds several statements is refused by validate and run, and writes nothing', async () => {
+    for (const [i, query] of escapes.entries()) {
+      writeJob(db, querySpec(`escape${i}`, query));
+      for (const args of [
+        ['jobs', 'validate', `escape${i}`],
+        ['run', `escape${i}`, '--date', DATE],
+        ['backfill', `escape${i}`, '--from', DATE, '--to', DATE, '--dry-run'],
+      ]) {
+        const r = await cli(db, args);
+        assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+        assert.doesNotMatch(r.stderr, /TypeError/);
+        if (i < 2 || args[0] === 'jobs')
+          assert.match(r.stderr, /source\.query (must be one SELECT statement|: PostgreSQL refuses it)/);
+        const pwned = await db.pool.query(`SELECT to_regclass('public.pwned') AS t`);
+        assert.equal(pwned.rows[0].t, null, `${args.join(' ')} with query ${i} created a table`);
+      }
+    }
+    const r = await cli(db, ['jobs', 'validate', 'escape1']);
+    assert.match(r.lastError, /source\.query must be one SELECT statement \(it holds several/);
+  });
+
+  test('the chunk reader refuses a query of several statements even if it got past validation', async () => {
+    writeJob(db, querySpec('plain', 'SELECT id, as_of, f0, f1, f2, f3 FROM wide'));
+    const resolved = await resolveJob(db.pool, loadJob(db.jobsDir, 'plain'));
+    for (const query of escapes) {
+      const client = await db.pool.connect();
+      try {
+        const stats = { value: null };
+        await assert.rejects(async () => {
+          for await (const _ of readChunk(client, { ...resolved, query }, DATE, null, null, stats)) void _;
+        }, /multiple commands|syntax error/);
+        await client.query('ROLLBACK');
+      } finally {
+        client.release();
+      }
+      assert.equal((await db.pool.query(`SELECT to_regclass('public.pwned') AS t`)).rows[0].t, null, query);
+    }
   });
 });

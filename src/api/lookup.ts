@@ -11,8 +11,29 @@ export interface LookupOptions {
   maxInFlight: number;
   /** Keys in one query at most. */
   maxBatchKeys: number;
+  /**
+   * A lookup not answered within this long fails (the caller answers 503): it bounds the wait
+   * for a connection, for the query, and in the queue, so a database that hangs instead of
+   * failing cannot hold requests forever.
+   */
+  timeoutMs: number;
+  /** Keys waiting for a connection at most; a lookup beyond that is refused at once. */
+  maxQueuedKeys: number;
+  /** Lookups of at most this many keys are point reads: they go ahead of batches (default 16). */
+  pointKeys?: number;
   /** Told of every query sent, with its number of distinct keys (for metrics). */
   onQuery?: (keys: number) => void;
+}
+
+/** The lookup could not be answered in time, or too many wait already: the database is the limit. */
+export class LookupUnavailable extends Error {
+  constructor(
+    message: string,
+    readonly overloaded = false,
+  ) {
+    super(message);
+    this.name = 'LookupUnavailable';
+  }
 }
 
 interface Waiter {
@@ -24,6 +45,58 @@ interface Batch {
   runId: string;
   keys: Set<string>;
   waiters: Waiter[];
+  deadline: number;
+  /** Keys added, repeats included: what the batch counts against maxQueuedKeys. */
+  charged: number;
+}
+
+/** Batches of one priority: the one still open per run, and the full ones waiting in order. */
+class Lane {
+  readonly open = new Map<string, Batch>();
+  readonly full: Batch[] = [];
+  inFlight = 0;
+
+  add(runId: string, keys: readonly string[], waiter: Waiter, maxKeys: number, deadline: number): void {
+    let batch = this.open.get(runId);
+    if (batch && batch.keys.size + keys.length > maxKeys) {
+      this.open.delete(runId);
+      this.full.push(batch);
+      batch = undefined;
+    }
+    if (!batch) {
+      batch = { runId, keys: new Set(), waiters: [], deadline, charged: 0 };
+      this.open.set(runId, batch);
+    }
+    for (const k of keys) batch.keys.add(k);
+    batch.charged += keys.length;
+    batch.waiters.push(waiter);
+  }
+
+  take(): Batch | undefined {
+    const batch = this.full.shift();
+    if (batch) return batch;
+    const first = this.open.values().next();
+    if (first.done) return undefined;
+    this.open.delete(first.value.runId);
+    return first.value;
+  }
+
+  /** Removes and returns the batches whose deadline has passed. */
+  expired(now: number): Batch[] {
+    const out: Batch[] = [];
+    for (let i = this.full.length - 1; i >= 0; i--) if (this.full[i]!.deadline <= now) out.push(...this.full.splice(i, 1));
+    for (const [runId, b] of this.open) {
+      if (b.deadline <= now) {
+        this.open.delete(runId);
+        out.push(b);
+      }
+    }
+    return out;
+  }
+
+  get waiting(): boolean {
+    return this.full.length > 0 || this.open.size > 0;
+  }
 }
 
 // The run's id is a parameter and the planner prunes to its one partition, whose unique index
@@ -40,62 +113,124 @@ const QUERY = {
  * the event loop, or while every connection is busy, go to PostgreSQL as ONE query. Under load
  * that turns fifty single-key GETs into a handful of `key = ANY(...)` queries, where the cost
  * is the round trip, not the index descent. Each caller gets the rows of the run it named.
+ *
+ * Two lanes share the connections: point reads (a few keys) always go first, and batches of
+ * many keys may use all connections but a quarter, split into queries of at most maxBatchKeys.
+ * So a hundred clients posting a thousand keys each queue behind each other, not in front of
+ * a single GET.
  */
 export class Lookup {
-  private readonly pending = new Map<string, Batch>();
-  private readonly full: Batch[] = [];
-  private inFlight = 0;
+  private readonly point = new Lane();
+  private readonly bulk = new Lane();
+  private readonly pointKeys: number;
+  private readonly maxBulkInFlight: number;
+  private queuedKeys = 0;
   private scheduled = false;
+  private sweeper: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly pool: Pool,
     private readonly options: LookupOptions,
-  ) {}
+  ) {
+    this.pointKeys = options.pointKeys ?? 16;
+    this.maxBulkInFlight = Math.max(1, options.maxInFlight - Math.max(1, Math.floor(options.maxInFlight / 4)));
+  }
 
   /** The stored predictions of `keys` in run `runId` (keys not found are absent from the map). */
   find(runId: string, keys: readonly string[]): Promise<Map<string, StoredPrediction>> {
-    return new Promise((resolve, reject) => {
-      let batch = this.pending.get(runId);
-      if (batch && batch.keys.size + keys.length > this.options.maxBatchKeys) {
-        this.pending.delete(runId);
-        this.full.push(batch);
-        batch = undefined;
+    if (this.queuedKeys + keys.length > this.options.maxQueuedKeys) {
+      return Promise.reject(new LookupUnavailable(`${this.queuedKeys} keys are waiting for the database already`, true));
+    }
+    const deadline = Date.now() + this.options.timeoutMs;
+    const max = this.options.maxBatchKeys;
+    let result: Promise<Map<string, StoredPrediction>>;
+    if (keys.length <= this.pointKeys) {
+      result = new Promise((resolve, reject) => this.point.add(runId, keys, { resolve, reject }, max, deadline));
+    } else {
+      // A big request goes out in pieces, so it neither holds one connection long nor makes a
+      // query PostgreSQL plans worse than a few small ones.
+      const parts: Promise<Map<string, StoredPrediction>>[] = [];
+      for (let i = 0; i < keys.length; i += max) {
+        const piece = keys.slice(i, i + max);
+        parts.push(new Promise((resolve, reject) => this.bulk.add(runId, piece, { resolve, reject }, max, deadline)));
       }
-      if (!batch) {
-        batch = { runId, keys: new Set(), waiters: [] };
-        this.pending.set(runId, batch);
-      }
-      for (const k of keys) batch.keys.add(k);
-      batch.waiters.push({ resolve, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        // After the poll phase: every request that arrived in this turn has joined by then.
-        setImmediate(() => {
-          this.scheduled = false;
-          this.flush();
-        });
-      }
-    });
+      result =
+        parts.length === 1
+          ? parts[0]!
+          : Promise.all(parts).then((maps) => {
+              const all = new Map<string, StoredPrediction>();
+              for (const m of maps) for (const [k, v] of m) all.set(k, v);
+              return all;
+            });
+    }
+    this.queuedKeys += keys.length;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      // After the poll phase: every request that arrived in this turn has joined by then.
+      setImmediate(() => {
+        this.scheduled = false;
+        this.flush();
+      });
+    }
+    this.sweeper ??= setInterval(() => this.sweep(), Math.max(10, Math.min(250, this.options.timeoutMs / 4))).unref();
+    return result;
+  }
+
+  /** Stops the timer; lookups still queued fail. */
+  close(): void {
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
+    for (const b of [...this.point.expired(Infinity), ...this.bulk.expired(Infinity)]) {
+      this.fail(b, new LookupUnavailable('the API is shutting down'));
+    }
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const b of [...this.point.expired(now), ...this.bulk.expired(now)]) {
+      this.fail(b, new LookupUnavailable(`no database connection within ${this.options.timeoutMs} ms`));
+    }
+    if (!this.point.waiting && !this.bulk.waiting && this.inFlight === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    }
+  }
+
+  private get inFlight(): number {
+    return this.point.inFlight + this.bulk.inFlight;
+  }
+
+  private fail(batch: Batch, err: unknown): void {
+    this.queuedKeys -= batch.charged;
+    for (const w of batch.waiters) w.reject(err);
   }
 
   private flush(): void {
     while (this.inFlight < this.options.maxInFlight) {
-      let batch = this.full.shift();
-      if (!batch) {
-        const first = this.pending.values().next();
-        if (first.done) return;
-        batch = first.value;
-        this.pending.delete(batch.runId);
+      let lane = this.point;
+      let batch = lane.take();
+      if (!batch && this.bulk.inFlight < this.maxBulkInFlight) {
+        lane = this.bulk;
+        batch = lane.take();
       }
-      this.send(batch);
+      if (!batch) return;
+      this.send(lane, batch);
     }
   }
 
-  private send(batch: Batch): void {
-    this.inFlight++;
-    this.options.onQuery?.(batch.keys.size);
+  private send(lane: Lane, batch: Batch): void {
+    lane.inFlight++;
+    const keys = [...batch.keys];
+    this.options.onQuery?.(keys.length);
+    // What is left of the lookup's time bounds the query: a stalled server fails it, and pg
+    // then drops the connection rather than reuse it.
+    const queryTimeout = Math.max(50, batch.deadline - Date.now());
     this.pool
-      .query<[string, number | null, string | null, number[] | null]>({ ...QUERY, values: [batch.runId, [...batch.keys]] })
+      .query<[string, number | null, string | null, number[] | null]>({
+        ...QUERY,
+        values: [batch.runId, keys],
+        query_timeout: queryTimeout,
+      } as typeof QUERY & { values: unknown[] })
       .then(
         ({ rows }) => {
           const found = new Map<string, StoredPrediction>();
@@ -107,7 +242,8 @@ export class Lookup {
         },
       )
       .finally(() => {
-        this.inFlight--;
+        lane.inFlight--;
+        this.queuedKeys -= batch.charged;
         // Whatever queued up meanwhile goes out now, as one query per run.
         this.flush();
       });

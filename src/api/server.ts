@@ -4,15 +4,24 @@ import type { Pool } from '../db/pool.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { PUBLISH_CHANNEL } from '../runs/finalize.js';
-import { TokenCache } from './auth.js';
+import { TokenCache, type AuthMode } from './auth.js';
 import { readiness } from './health.js';
 import { Listener } from './listener.js';
-import { Lookup, type StoredPrediction } from './lookup.js';
+import { Lookup, LookupUnavailable, type StoredPrediction } from './lookup.js';
 import { batchJson, predictionJson } from './serialize.js';
 import { ApiMetrics } from './metrics.js';
 import { ServingPointers, type Pointer } from './pointers.js';
 import { TOKENS_CHANNEL } from './tokens.js';
-import { HttpError, checkAsOf, isJobName, keyProblem, parseBatchBody, type Limits } from './validate.js';
+import {
+  HttpError,
+  checkAsOf,
+  checkQuery,
+  duplicateField,
+  isJobName,
+  keyProblem,
+  parseBatchBody,
+  type Limits,
+} from './validate.js';
 
 export interface ApiOptions {
   /** For the LISTEN connection; default: the pool's own connection options. */
@@ -31,14 +40,46 @@ export interface ApiOptions {
   maxBatchKeys?: number;
   /** Add Node process metrics (CPU, memory, event loop lag) to /metrics. */
   processMetrics?: boolean;
+  /** Whether requests need a token (default `auto`: once the first token exists). */
+  auth?: AuthMode;
+  /** A lookup not answered within this long gets 503 (default 3000). */
+  lookupTimeoutMs?: number;
+  /** Keys waiting for or in lookup queries at most; beyond it, 503 at once (default 50,000). */
+  maxQueuedKeys?: number;
+  /** A request whose headers and body have not arrived within this long is cut off (default 10,000). */
+  requestTimeoutMs?: number;
+}
+
+/**
+ * Who may call a route. `data` (the default, also for unknown routes): a token that may read
+ * the route's job when tokens are on. `ops` (/metrics, naming every job): a token for every
+ * job when tokens are on; the ops listener (`serve --ops-port`) serves it without one.
+ * `public` (/healthz, /readyz): anyone, with details only for a valid token.
+ */
+export type Access = 'data' | 'ops' | 'public';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    access?: Access;
+  }
+}
+
+export interface RouteInfo {
+  method: string;
+  url: string;
+  access: Access;
 }
 
 export interface Api {
   app: FastifyInstance;
+  /** /healthz, /readyz and /metrics without tokens, for a private port (`serve --ops-port`). */
+  ops: FastifyInstance;
+  /** Every route of `app`, as registered: what the auth tests enumerate. */
+  routes: RouteInfo[];
   pointers: ServingPointers;
   tokens: TokenCache;
   listener: Listener;
-  /** Stops listening, drains in-flight requests, closes the LISTEN connection. Idempotent. */
+  /** Stops listening (both apps), drains in-flight requests, closes the LISTEN connection. Idempotent. */
   close(): Promise<void>;
 }
 
@@ -61,7 +102,7 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
   const bodyLimit = options.bodyLimitBytes ?? 1024 * 1024;
   const limits: Limits = { maxKeys: options.maxKeys ?? 1000, maxKeyBytes: options.maxKeyBytes ?? 512 };
   const pointers = new ServingPointers(pool, log);
-  const tokens = new TokenCache(pool, log);
+  const tokens = new TokenCache(pool, log, options.auth);
   const listener = new Listener({
     connection: options.connection ?? (pool.options as pg.ClientConfig),
     channels: [PUBLISH_CHANNEL, TOKENS_CHANNEL],
@@ -75,13 +116,24 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     },
   });
   const metrics = new ApiMetrics(pointers, { listening: () => listener.connected }, options);
+  const lookupTimeoutMs = options.lookupTimeoutMs ?? 3000;
   const lookup = new Lookup(pool, {
     maxInFlight: options.maxInFlight ?? pool.options.max ?? 10,
     maxBatchKeys: options.maxBatchKeys ?? 256,
+    timeoutMs: lookupTimeoutMs,
+    maxQueuedKeys: options.maxQueuedKeys ?? 50_000,
     onQuery: (keys) => metrics.lookupQuery(keys),
   });
+  const requestTimeout = options.requestTimeoutMs ?? 10_000;
   const app = Fastify({
     bodyLimit,
+    // A client that sends its headers or body slowly (or never) is cut off: node checks open
+    // connections every connectionsCheckingInterval against these.
+    requestTimeout,
+    http: {
+      headersTimeout: requestTimeout,
+      connectionsCheckingInterval: Math.min(1000, Math.max(50, requestTimeout / 4)),
+    },
     // Keys travel percent-encoded in the path: up to 3 characters per byte.
     routerOptions: { maxParamLength: 3 * limits.maxKeyBytes + 64 },
     logger: false,
@@ -108,7 +160,10 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
         pointer = fresh;
       }
     } catch (err) {
-      // Nothing the client did: the database is down, restarting or refusing connections.
+      // Nothing the client did: the database is down, hanging, restarting or refusing connections.
+      if (err instanceof LookupUnavailable && err.overloaded) {
+        throw new HttpError(503, 'too many lookups are waiting for the database; retry later');
+      }
       log.error({ err: errorMessage(err), job: first.job }, 'prediction lookup failed');
       throw new HttpError(503, 'the database is unavailable; retry later');
     }
@@ -125,11 +180,21 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     if (!isJobName(job)) throw new HttpError(400, `"${job.slice(0, 200)}" is not a job name: it must match [a-z0-9][a-z0-9._-]*`);
   }
 
+  const routes: RouteInfo[] = [];
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) routes.push({ method, url: route.url, access: route.config?.access ?? 'data' });
+  });
+
+  // Decided on the route fastify matched (its config), never on the raw request target: a
+  // target may be an absolute URL (`GET http://host/v1/...`), which the router strips. Unknown
+  // routes count as `data`, so whatever is added later is closed until it says otherwise.
   // Callback-style hooks: on the hot path, a promise per hook per request is measurable.
   app.addHook('onRequest', (request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void) => {
-    if (!request.url.startsWith('/v1')) return done();
+    const access = request.routeOptions.config?.access ?? 'data';
+    if (access === 'public') return done();
     try {
-      tokens.check(request.headers.authorization, (request.params as { job?: string } | undefined)?.job);
+      const job = access === 'data' ? (request.params as { job?: string } | undefined)?.job : undefined;
+      tokens.check(request.headers.authorization, job, access === 'ops');
       done();
     } catch (err) {
       done(err as Error);
@@ -145,17 +210,24 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
   // JSON only: a text/plain body is refused with 415 rather than parsed as a string.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    let parsed: unknown;
     try {
-      done(null, JSON.parse(body as string));
+      parsed = JSON.parse(body as string);
     } catch {
-      done(new HttpError(400, 'the body is not valid JSON'), undefined);
+      return done(new HttpError(400, 'the body is not valid JSON'), undefined);
     }
+    // JSON.parse keeps the last of two equal fields; a client sending two asOf meant something.
+    const dup = duplicateField(body as string, parsed);
+    if (dup !== undefined)
+      return done(new HttpError(400, `the field "${dup.slice(0, 40)}" appears twice in the body`), undefined);
+    done(null, parsed);
   });
 
-  app.get<{ Params: { job: string; key: string }; Querystring: { asOf?: unknown } }>(
+  app.get<{ Params: { job: string; key: string }; Querystring: Record<string, unknown> }>(
     '/v1/predictions/:job/:key',
     async (request, reply) => {
       const { job, key } = request.params;
+      checkQuery(request.query, ['asOf']);
       checkJob(job);
       const problem = keyProblem(key, limits);
       if (problem) throw new HttpError(400, `the key ${problem}`);
@@ -171,8 +243,9 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     },
   );
 
-  app.post<{ Params: { job: string } }>('/v1/predictions/:job', async (request, reply) => {
+  app.post<{ Params: { job: string }; Querystring: Record<string, unknown> }>('/v1/predictions/:job', async (request, reply) => {
     const { job } = request.params;
+    checkQuery(request.query, []);
     checkJob(job);
     const { keys, asOf } = parseBatchBody(request.body, limits);
     const { pointer, rows } = await answer(pointerFor(job, asOf), keys);
@@ -182,12 +255,15 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     return reply.type(JSON_TYPE).send(body);
   });
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/readyz', async (_request, reply) => {
+  app.get('/healthz', { config: { access: 'public' } }, async () => ({ status: 'ok' }));
+  // Public, for load balancers and probes that carry no token; why it is not ready (which
+  // names the database) only for a caller with a token, or on the ops port.
+  app.get('/readyz', { config: { access: 'public' } }, async (request, reply) => {
     const r = await readiness(pool);
-    return reply.code(r.ready ? 200 : 503).send(r);
+    if (!r.ready) log.warn({ err: r.error }, 'not ready');
+    return reply.code(r.ready ? 200 : 503).send(tokens.allows(request.headers.authorization) ? r : { ready: r.ready });
   });
-  app.get('/metrics', async (_request, reply) => {
+  app.get('/metrics', { config: { access: 'ops' } }, async (_request, reply) => {
     const text = await metrics.registry.metrics();
     return reply.type(metrics.registry.contentType).send(text);
   });
@@ -214,6 +290,17 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     return reply.code(500).send({ error: 'internal error' });
   });
 
+  const ops = Fastify({ logger: false, requestTimeout, http: { headersTimeout: requestTimeout } });
+  ops.get('/healthz', async () => ({ status: 'ok' }));
+  ops.get('/readyz', async (_request, reply) => {
+    const r = await readiness(pool);
+    return reply.code(r.ready ? 200 : 503).send(r);
+  });
+  ops.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+  ops.setNotFoundHandler(async (request, reply) =>
+    reply.code(404).send({ error: `no route ${request.method} ${request.url.split('?')[0]!.slice(0, 200)}` }),
+  );
+
   // Last: nothing above holds a resource, so a failure here leaves nothing behind.
   await listener.start();
   const refresh = setInterval(
@@ -227,15 +314,26 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
   refresh.unref();
 
   let closing: Promise<void> | undefined;
+  if (tokens.mode === 'none') {
+    log.warn('the API is OPEN (auth none): anyone who reaches it reads every prediction without a token');
+  } else if (!tokens.enforced) {
+    log.warn(
+      'the API is OPEN until the first token is created (prescore tokens create); set PRESCORE_API_AUTH=token to close it now',
+    );
+  }
+
   return {
     app,
+    ops,
+    routes,
     pointers,
     tokens,
     listener,
     close: () =>
       (closing ??= (async () => {
         clearInterval(refresh);
-        await app.close();
+        await Promise.all([app.close(), ops.close()]);
+        lookup.close();
         await listener.close();
         await Promise.all([pointers.idle(), tokens.idle()]);
       })()),

@@ -75,11 +75,15 @@ export async function revokeToken(pool: Pool, id: string): Promise<boolean> {
   });
 }
 
-export async function loadActiveTokens(pool: Pool): Promise<ActiveToken[]> {
-  const { rows } = await pool.query<{ id: string; sha256: string; jobs: string[] | null }>(
-    'SELECT id::text, sha256, jobs FROM prescore.api_tokens WHERE revoked_at IS NULL',
+/** The unrevoked tokens, and whether any token was ever created (revoked ones count). */
+export async function loadActiveTokens(pool: Pool): Promise<{ tokens: ActiveToken[]; everCreated: boolean }> {
+  const { rows } = await pool.query<{ id: string; sha256: string; jobs: string[] | null; revoked: boolean }>(
+    'SELECT id::text, sha256, jobs, revoked_at IS NOT NULL AS revoked FROM prescore.api_tokens',
   );
-  return rows.map((r) => ({ id: r.id, sha256: r.sha256, jobs: r.jobs ? new Set(r.jobs) : null }));
+  return {
+    tokens: rows.filter((r) => !r.revoked).map((r) => ({ id: r.id, sha256: r.sha256, jobs: r.jobs ? new Set(r.jobs) : null })),
+    everCreated: rows.length > 0,
+  };
 }
 
 interface TokenRow {

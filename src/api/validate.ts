@@ -92,3 +92,41 @@ export function parseBatchBody(body: unknown, limits: Limits): { keys: string[];
   }
   return { keys: keys as string[], asOf: checkAsOf(fields.asOf) };
 }
+
+/** Refuses query parameters other than `allowed`, so a typo (`asof`) is not silently ignored. */
+export function checkQuery(query: Record<string, unknown> | undefined, allowed: readonly string[]): void {
+  if (!query) return;
+  for (const name of Object.keys(query)) {
+    if (allowed.includes(name)) continue;
+    const known = allowed.length ? `the only parameters are ${allowed.join(', ')}` : 'this route takes no query parameters';
+    throw new HttpError(400, `unknown query parameter "${name.slice(0, 40)}": ${known}`);
+  }
+}
+
+/**
+ * The first field of the top-level JSON object `text` that appears twice, if any (JSON.parse
+ * silently keeps the last). `parsed` is JSON.parse(text): only an object needs the scan, and
+ * it has valid syntax, so the scan only tracks strings and nesting.
+ */
+export function duplicateField(text: string, parsed: unknown): string | undefined {
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return undefined;
+  const seen = new Set<string>();
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      const start = i;
+      for (i++; text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c /* \ */) i++;
+      if (depth !== 1) continue;
+      let j = i + 1;
+      while (j < text.length && /\s/.test(text[j]!)) j++;
+      if (text[j] !== ':') continue;
+      // Escapes compared decoded: "asOf" and "\u0061sOf" are the same field.
+      const name = JSON.parse(text.slice(start, i + 1)) as string;
+      if (seen.has(name)) return name;
+      seen.add(name);
+    } else if (c === 0x7b /* { */ || c === 0x5b /* [ */) depth++;
+    else if (c === 0x7d /* } */ || c === 0x5d /* ] */) depth--;
+  }
+  return undefined;
+}

@@ -9,7 +9,7 @@ import { followRun, retryRun } from '../runs/control.js';
 import { executeLocally } from '../runs/local.js';
 import { ActiveRunError, checkDate, planRun } from '../runs/plan.js';
 import type { RunInfo } from '../runs/store.js';
-import { dateFilter, fromClause } from '../source/sql.js';
+import { countSourceRows } from '../source/plan.js';
 import { formatCount, printTable, withContext } from './context.js';
 import { withEnqueuer } from './queueing.js';
 
@@ -58,13 +58,7 @@ export function backfillCommand(program: Command): void {
           if (opts.dryRun) {
             const rows: (string | number)[][] = [];
             for (const date of dates) {
-              const n = Number(
-                (
-                  await db.pool.query<{ n: string }>(
-                    `SELECT count(*) AS n FROM ${fromClause(resolved)} WHERE ${dateFilter(resolved, date)}`,
-                  )
-                ).rows[0]!.n,
-              );
+              const n = await countSourceRows(db.pool, resolved, date);
               const action = n === 0 ? 'skip (no rows)' : published.has(date) && !opts.force ? 'skip (published)' : 'run';
               rows.push([date, formatCount(n), n === 0 ? 0 : Math.ceil(n / resolved.spec.chunkRows), action]);
             }

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { AUTH_MODES, type AuthMode } from '../api/auth.js';
 import { buildApi } from '../api/server.js';
 import { resolveConfig } from '../config.js';
 import { openDatabase } from '../db/database.js';
@@ -10,29 +11,43 @@ import { untilSignal } from './service.js';
 // queue inside PostgreSQL.
 const POOL_SIZE = 16;
 
-function port(value: string): number {
-  if (!/^\d{1,5}$/.test(value) || Number(value) > 65535) throw new InputError(`--port must be 0 to 65535 (got "${value}")`);
+function port(value: string, flag = '--port'): number {
+  if (!/^\d{1,5}$/.test(value) || Number(value) > 65535) throw new InputError(`${flag} must be 0 to 65535 (got "${value}")`);
   return Number(value);
 }
 
 export function serveCommand(program: Command): void {
   program
     .command('serve')
-    .description('serve published predictions over HTTP (GET/POST /v1/predictions, /healthz, /readyz, /metrics)')
+    .description(
+      'serve published predictions over HTTP (GET/POST /v1/predictions, /healthz, /readyz, /metrics)\n' +
+        'env: DATABASE_URL, PRESCORE_API_AUTH (auto|token|none), PRESCORE_API_TIMEOUT_MS',
+    )
     .option('--port <port>', 'TCP port (0: any free port)', '8080')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .action(async (opts: { port: string; host: string }) => {
+    .option('--ops-port <port>', 'also serve /healthz, /readyz and /metrics without tokens on this port (keep it private)')
+    .option('--ops-host <host>', 'address of the ops port', '127.0.0.1')
+    .option('--no-auth', 'answer without tokens even when tokens exist (PRESCORE_API_AUTH=none); logged loudly')
+    .action(async (opts: { port: string; host: string; opsPort?: string; opsHost: string; auth: boolean }) => {
       const listenPort = port(opts.port);
+      const opsPort = opts.opsPort === undefined ? undefined : port(opts.opsPort, '--ops-port');
       const config = resolveConfig();
+      const auth: AuthMode = opts.auth ? config.apiAuth : 'none';
+      if (!AUTH_MODES.includes(auth)) throw new InputError(`PRESCORE_API_AUTH must be one of ${AUTH_MODES.join(', ')}`);
       const log = createLogger(config.logLevel);
-      const db = await openDatabase(config, log, { poolSize: POOL_SIZE });
+      const db = await openDatabase(config, log, { poolSize: POOL_SIZE, timeoutMs: config.apiTimeoutMs });
       try {
-        const api = await buildApi(db.pool, log, { processMetrics: true });
+        const api = await buildApi(db.pool, log, { processMetrics: true, auth, lookupTimeoutMs: config.apiTimeoutMs });
         try {
           const address = await api.app.listen({ port: listenPort, host: opts.host });
           log.info({ address }, 'serving predictions');
           // On stdout too: scripts and tests that pass --port 0 read the address here.
           process.stdout.write(`listening on ${address}\n`);
+          if (opsPort !== undefined) {
+            const ops = await api.ops.listen({ port: opsPort, host: opts.opsHost });
+            log.info({ address: ops }, 'serving /healthz, /readyz and /metrics without tokens');
+            process.stdout.write(`ops listening on ${ops}\n`);
+          }
           // SIGTERM/SIGINT: stop accepting, answer the requests in flight, close. Twice: exit now.
           await untilSignal(log, () => api.close());
         } finally {

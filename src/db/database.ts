@@ -18,7 +18,7 @@ export interface Database {
 export async function openDatabase(
   config: Config,
   log: Logger,
-  options: { poolSize?: number; migrate?: boolean } = {},
+  options: { poolSize?: number; migrate?: boolean; timeoutMs?: number } = {},
 ): Promise<Database> {
   let embedded: EmbeddedServer | undefined;
   let url = config.databaseUrl;
@@ -26,7 +26,7 @@ export async function openDatabase(
     embedded = await startEmbedded(config.homeDir, log);
     url = embedded.url;
   }
-  const pool = createPool(url, log, options.poolSize ?? 10);
+  const pool = createPool(url, log, options.poolSize ?? 10, options.timeoutMs);
   try {
     await pool.query('SELECT 1');
   } catch (err) {

@@ -7,7 +7,11 @@ export type PoolClient = pg.PoolClient;
 // int8 and numeric come back as strings (exact); we convert only where a number is safe.
 pg.types.setTypeParser(pg.types.builtins.DATE, (v) => v);
 
-export function createPool(connectionString: string, log: Logger, max = 10): Pool {
+/**
+ * `timeoutMs`: how long to wait for a connection (a new one, or a free one of a full pool);
+ * the read API sets it so a hanging server gives a quick 503 rather than a pile of requests.
+ */
+export function createPool(connectionString: string, log: Logger, max = 10, timeoutMs?: number): Pool {
   // TCP keepalive: a server that vanished without closing the socket (a partition, a dead
   // host) is noticed, so a chunk fails and retries instead of waiting forever.
   const pool = new pg.Pool({
@@ -16,6 +20,7 @@ export function createPool(connectionString: string, log: Logger, max = 10): Poo
     application_name: 'prescore',
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000,
+    connectionTimeoutMillis: timeoutMs,
   });
   // A client losing its server (a restart, a failover) must not crash the process: idle
   // clients report through the pool, checked-out ones through their own listener; the query

@@ -1,6 +1,7 @@
 import { ValidationError } from '../errors.js';
 import { withReadOnly, type Pool } from '../db/pool.js';
-import { parseQualifiedName, quoteIdent, quoteQualified, type QualifiedName } from '../db/ident.js';
+import { parseQualifiedName, quoteIdent, type QualifiedName } from '../db/ident.js';
+import { fromClause, sourceQueryProblem, sourceStatement } from '../source/statement.js';
 import { resolveOutputMapping, type OutputMapping } from '../models/output.js';
 import { resolveModel, type PinnedModel } from '../models/registry.js';
 import { NUMERIC_INPUT_TYPES, type InputType } from '../models/signature.js';
@@ -79,7 +80,7 @@ async function readColumns(pool: Pool, table: QualifiedName): Promise<Map<string
  */
 async function describeQuery(pool: Pool, query: string): Promise<Map<string, Column>> {
   return withReadOnly(pool, async (client) => {
-    const res = await client.query(`SELECT * FROM (${query}) AS prescore_source LIMIT 0`);
+    const res = await client.query(sourceStatement(`SELECT * FROM ${fromClause({ query, table: null })} LIMIT 0`));
     const { rows } = await client.query<{ i: number; typname: string; formatted: string }>(
       `SELECT f.i, t.typname, format_type(f.oid, nullif(f.mod, -1)) AS formatted
          FROM unnest($1::oid[], $2::int[]) WITH ORDINALITY AS f(oid, mod, i) JOIN pg_type t ON t.oid = f.oid`,
@@ -176,7 +177,7 @@ export async function resolveJob(pool: Pool, job: JobFile, options: { checkData?
     try {
       columns = await describeQuery(pool, query);
     } catch (err) {
-      problems.push(`source.query: PostgreSQL refuses it: ${(err as Error).message}`);
+      problems.push(sourceQueryProblem(err));
     }
   }
 
@@ -217,11 +218,13 @@ export async function resolveJob(pool: Pool, job: JobFile, options: { checkData?
       part &&
       (table ? !(await hasUniqueKey(pool, table, keyCol.name, part.name)) : query !== null);
     if (needsScan && keyCol && part) {
-      const from = table ? quoteQualified(table) : `(${query}) AS prescore_source`;
+      const from = fromClause({ query, table: table ?? null });
       const dup = await withReadOnly(pool, (client) =>
         client.query<{ d: string; k: string }>(
-          `SELECT ${quoteIdent(part.name)}::text AS d, ${quoteIdent(keyCol!.name)}::text AS k FROM ${from}
-            GROUP BY 1, 2 HAVING count(*) > 1 LIMIT 1`,
+          sourceStatement(
+            `SELECT ${quoteIdent(part.name)}::text AS d, ${quoteIdent(keyCol!.name)}::text AS k FROM ${from}
+              GROUP BY 1, 2 HAVING count(*) > 1 LIMIT 1`,
+          ),
         ),
       );
       if (dup.rows[0]) {

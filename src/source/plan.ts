@@ -1,7 +1,8 @@
 import { withReadOnly, type Pool } from '../db/pool.js';
 import { quoteIdent } from '../db/ident.js';
 import type { ResolvedJob } from '../definitions/check.js';
-import { dateFilter, fromClause } from './sql.js';
+import { dateFilter } from './sql.js';
+import { fromClause, sourceStatement } from './statement.js';
 
 export interface ChunkPlan {
   chunkNo: number;
@@ -19,22 +20,35 @@ export function planChunks(pool: Pool, job: ResolvedJob, date: string): Promise<
   return withReadOnly(pool, (client) => planWith(client, job, date));
 }
 
+/** Rows of one date of the source (read-only). */
+export function countSourceRows(pool: Pool, job: ResolvedJob, date: string): Promise<number> {
+  return withReadOnly(pool, (client) => countWith(client, job, date));
+}
+
+async function countWith(pool: Pick<Pool, 'query'>, job: ResolvedJob, date: string): Promise<number> {
+  const { rows } = await pool.query<{ n: string }>(
+    sourceStatement(`SELECT count(*) AS n FROM ${fromClause(job)} WHERE ${dateFilter(job, date)}`),
+  );
+  return Number(rows[0]!.n);
+}
+
 async function planWith(
   pool: Pick<Pool, 'query'>,
   job: ResolvedJob,
   date: string,
 ): Promise<{ rows: number; chunks: ChunkPlan[] }> {
   const where = dateFilter(job, date);
-  const count = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${fromClause(job)} WHERE ${where}`);
-  const rows = Number(count.rows[0]!.n);
+  const rows = await countWith(pool, job, date);
   const n = Math.ceil(rows / job.spec.chunkRows);
   if (n <= 1) return { rows, chunks: [{ chunkNo: 0, lo: null, hi: null, rowsPlanned: rows }] };
   const fractions = Array.from({ length: n - 1 }, (_, i) => (i + 1) / n);
   const key = quoteIdent(job.key.name);
   const q = await pool.query<{ b: string[] }>(
-    `SELECT percentile_disc($1::float8[]) WITHIN GROUP (ORDER BY ${key})::text[] AS b
-       FROM ${fromClause(job)} WHERE ${where} AND ${key} IS NOT NULL`,
-    [fractions],
+    sourceStatement(
+      `SELECT percentile_disc($1::float8[]) WITHIN GROUP (ORDER BY ${key})::text[] AS b
+         FROM ${fromClause(job)} WHERE ${where} AND ${key} IS NOT NULL`,
+      [fractions],
+    ),
   );
   const bounds = [...new Set((q.rows[0]?.b ?? []).filter((b): b is string => b !== null))];
   const edges: (string | null)[] = [null, ...bounds, null];

@@ -4,7 +4,8 @@ import type { PoolClient } from '../db/pool.js';
 import type { ResolvedJob } from '../definitions/check.js';
 import { toRecordBatch } from './arrow.js';
 import { CopyDecoder, type FeatureStats, type Reject } from './decode.js';
-import { chunkCopySql } from './sql.js';
+import { chunkCopySql, chunkSelectSql } from './sql.js';
+import { sourceStatement } from './statement.js';
 
 export interface SourceBatch {
   batch: RecordBatch;
@@ -36,7 +37,11 @@ export async function* readChunk(
   stats.value = decoder.stats;
   // Read-only: a job's source query can select, never modify.
   await client.query('BEGIN TRANSACTION READ ONLY');
-  const stream = client.query(copyTo(chunkCopySql(job, date, lo, hi)));
+  const select = chunkSelectSql(job, date, lo, hi);
+  // COPY goes over the simple protocol, where `;` would start a second statement. A SELECT
+  // that parses as exactly one statement in the extended protocol cannot.
+  if (job.query !== null) await client.query(sourceStatement(`SELECT * FROM (${select}\n) AS prescore_check LIMIT 0`));
+  const stream = client.query(copyTo(chunkCopySql(select)));
   const width = job.features.length;
   try {
     for await (const buf of stream as AsyncIterable<Buffer>) {

@@ -1,6 +1,7 @@
 import { escapeLiteral } from 'pg';
-import { quoteIdent, quoteQualified } from '../db/ident.js';
+import { quoteIdent } from '../db/ident.js';
 import type { ResolvedJob } from '../definitions/check.js';
+import { fromClause } from './statement.js';
 
 /** The WHERE clause selecting one date of the source (a literal: COPY takes no parameters). */
 export function dateFilter(job: ResolvedJob, date: string): string {
@@ -29,15 +30,13 @@ export function rangeFilter(job: ResolvedJob, lo: string | null, hi: string | nu
   return parts.length ? parts.join(' AND ') : 'true';
 }
 
-export function fromClause(job: ResolvedJob): string {
-  return job.query ? `(${job.query}) AS prescore_source` : quoteQualified(job.table!);
+/** The SELECT a chunk reads: key as text, then each feature in its wire type. */
+export function chunkSelectSql(job: ResolvedJob, date: string, lo: string | null, hi: string | null): string {
+  const cols = [`${quoteIdent(job.key.name)}::text`, ...job.features.map((f) => `${quoteIdent(f.name)}::${f.wire}`)];
+  return `SELECT ${cols.join(', ')} FROM ${fromClause(job)} WHERE ${dateFilter(job, date)} AND ${rangeFilter(job, lo, hi)}`;
 }
 
-/** The binary COPY that reads a chunk: key as text, then each feature in its wire type. */
-export function chunkCopySql(job: ResolvedJob, date: string, lo: string | null, hi: string | null): string {
-  const cols = [`${quoteIdent(job.key.name)}::text`, ...job.features.map((f) => `${quoteIdent(f.name)}::${f.wire}`)];
-  return (
-    `COPY (SELECT ${cols.join(', ')} FROM ${fromClause(job)} ` +
-    `WHERE ${dateFilter(job, date)} AND ${rangeFilter(job, lo, hi)}) TO STDOUT (FORMAT binary)`
-  );
+/** The binary COPY of a chunk's SELECT (COPY takes the simple protocol: check the SELECT first). */
+export function chunkCopySql(select: string): string {
+  return `COPY (${select}\n) TO STDOUT (FORMAT binary)`;
 }
