@@ -10,6 +10,7 @@ import { executeLocally } from '../runs/local.js';
 import { ActiveRunError, checkDate, planRun } from '../runs/plan.js';
 import type { RunInfo } from '../runs/store.js';
 import { countSourceRows } from '../source/plan.js';
+import { integer } from './options.js';
 import { formatCount, printTable, withContext } from './context.js';
 import { withEnqueuer } from './queueing.js';
 
@@ -35,18 +36,17 @@ export function backfillCommand(program: Command): void {
     .description('score a range of past dates, one run per date; skips published dates; rerun to resume')
     .requiredOption('--from <date>', 'first date YYYY-MM-DD')
     .requiredOption('--to <date>', 'last date YYYY-MM-DD (inclusive)')
-    .option('--concurrency <n>', 'runs in flight at once', '2')
+    .option('--concurrency <n>', 'runs in flight at once (1 to 64)', integer('--concurrency', 1, 64), 2)
     .option('--force', 'also re-score dates that are already published')
     .option('--dry-run', 'print the dates, row counts and chunk counts, run nothing')
     .option('--local', 'score in this process instead of handing runs to `prescore worker`s')
     .action(
       async (
         name: string,
-        opts: { from: string; to: string; concurrency: string; force?: boolean; dryRun?: boolean; local?: boolean },
+        opts: { from: string; to: string; concurrency: number; force?: boolean; dryRun?: boolean; local?: boolean },
       ) => {
         const dates = datesBetween(opts.from, opts.to);
-        const concurrency = Number(opts.concurrency);
-        if (!Number.isInteger(concurrency) || concurrency < 1) throw new InputError(`--concurrency must be a positive integer`);
+        const concurrency = opts.concurrency;
         await withContext(async ({ config, db, log }) => {
           const job = loadJob(config.jobsDir, name);
           const resolved = await resolveJob(db.pool, job);

@@ -10,6 +10,8 @@ import { ActiveRunError, checkDate, planRun } from '../runs/plan.js';
 import { withEnqueuer } from './queueing.js';
 import { formatCount, printJson, withContext } from './context.js';
 import { progressBar } from './progress.js';
+import { failRunsOnSignal } from './interrupt.js';
+import { integer } from './options.js';
 import type { RunInfo } from '../runs/store.js';
 
 export function summary(run: RunInfo): string {
@@ -26,12 +28,12 @@ export function runCommand(program: Command): void {
     .command('run <job>')
     .description('score one date of a job in this process and publish it')
     .option('--date <date>', 'the partition date YYYY-MM-DD (default: today in the job time zone)')
-    .option('--concurrency <n>', 'chunks in flight at once in this process')
+    .option('--concurrency <n>', 'chunks in flight at once in this process (1 to 256)', integer('--concurrency', 1, 256))
     .option('--queue', 'hand the chunks to the running `prescore worker`s and follow the run to its end')
     .option('--no-wait', 'with --queue: print the run id and return')
     .option('--json', 'print the run as `runs show --json` does')
     .action(
-      async (name: string, opts: { date?: string; concurrency?: string; queue?: boolean; wait: boolean; json?: boolean }) => {
+      async (name: string, opts: { date?: string; concurrency?: number; queue?: boolean; wait: boolean; json?: boolean }) => {
         await withContext(async ({ config, db, log }) => {
           const job = loadJob(config.jobsDir, name);
           const date = checkDate(opts.date ?? localDate(new Date(), job.spec.schedule?.timezone ?? 'UTC'));
@@ -62,14 +64,18 @@ export function runCommand(program: Command): void {
               throw new RunError(run.id, `run ${run.id} ${run.status}: ${run.error ?? 'no error recorded'}`);
             return;
           }
+          const concurrency = opts.concurrency ?? config.chunkConcurrency;
           const inference = new InferencePool(config.inferenceThreads);
           const bar = progressBar(`${name} ${date}`);
           try {
-            const run = await runLocally(db.pool, inference, log, job, {
-              date,
-              concurrency: opts.concurrency ? Math.max(1, Number(opts.concurrency)) : config.chunkConcurrency,
-              onProgress: (p) => bar.update(p),
-            });
+            const run = await failRunsOnSignal(db.url, log, (runs) =>
+              runLocally(db.pool, inference, log, job, {
+                date,
+                concurrency,
+                onProgress: (p) => bar.update(p),
+                onPlanned: (id) => runs.add(id),
+              }),
+            );
             bar.stop();
             if (opts.json) printJson(run);
             else process.stdout.write(summary(run) + '\n');

@@ -8,6 +8,7 @@ import { progressBar } from './progress.js';
 import { withEnqueuer } from './queueing.js';
 import { summary } from './run.js';
 import { formatCount, printJson, printTable, withContext } from './context.js';
+import { integer, runId } from './options.js';
 
 export function runsCommands(program: Command): void {
   const runs = program.command('runs').description('run history');
@@ -15,11 +16,11 @@ export function runsCommands(program: Command): void {
     .command('list')
     .description('recent runs, newest first')
     .option('--job <job>', 'only this job')
-    .option('--limit <n>', 'how many', '50')
+    .option('--limit <n>', 'how many (1 to 10000)', integer('--limit', 1, 10_000), 50)
     .option('--json', 'machine-readable output')
-    .action(async (opts: { job?: string; limit: string; json?: boolean }) => {
+    .action(async (opts: { job?: string; limit: number; json?: boolean }) => {
       await withContext(async ({ db }) => {
-        const list = await listRuns(db.pool, { job: opts.job, limit: Number(opts.limit) || 50 });
+        const list = await listRuns(db.pool, { job: opts.job, limit: opts.limit });
         if (opts.json) return printJson(list);
         printTable(
           ['RUN', 'JOB', 'DATE', 'STATUS', 'MODEL', 'READ', 'WRITTEN', 'REJECTED', 'SECONDS', 'ROWS/S', 'ERROR'],
@@ -40,11 +41,11 @@ export function runsCommands(program: Command): void {
       });
     });
   runs
-    .command('show <id>')
+    .command('show')
+    .argument('<id>', 'run id', runId)
     .description('one run in full')
     .option('--json', 'machine-readable output')
     .action(async (id: string, opts: { json?: boolean }) => {
-      if (!/^\d+$/.test(id)) throw new InputError(`run id must be a number (got "${id}")`);
       await withContext(async ({ db }) => {
         const run = await getRun(db.pool, id);
         if (!run) throw new InputError(`run ${id} does not exist: see prescore runs list`);
@@ -53,11 +54,11 @@ export function runsCommands(program: Command): void {
       });
     });
   runs
-    .command('retry <id>')
+    .command('retry')
+    .argument('<id>', 'run id', runId)
     .description('re-run the chunks of a failed run that are not done, then publish it')
     .option('--no-wait', 'queue runs: return once re-enqueued')
     .action(async (id: string, opts: { wait: boolean }) => {
-      if (!/^\d+$/.test(id)) throw new InputError(`run id must be a number (got "${id}")`);
       await withContext(async ({ config, db, log }) => {
         await retryRun(db.pool, id); // refuses a run that does not exist or did not fail
         const mode = (await db.pool.query<{ mode: string }>('SELECT mode FROM prescore.runs WHERE id = $1::bigint', [id]))
@@ -85,10 +86,10 @@ export function runsCommands(program: Command): void {
       });
     });
   runs
-    .command('cancel <id>')
+    .command('cancel')
+    .argument('<id>', 'run id', runId)
     .description('stop a run without publishing it (the previous run keeps serving)')
     .action(async (id: string) => {
-      if (!/^\d+$/.test(id)) throw new InputError(`run id must be a number (got "${id}")`);
       await withContext(async ({ db, log }) => {
         const run = await cancelRun(db.pool, id, log);
         process.stdout.write(`run ${run.id} cancelled: ${run.job} ${run.date}\n`);

@@ -1,20 +1,15 @@
 import type { Command } from 'commander';
-import { AUTH_MODES, type AuthMode } from '../api/auth.js';
+import type { AuthMode } from '../api/auth.js';
 import { buildApi } from '../api/server.js';
 import { resolveConfig } from '../config.js';
 import { openDatabase } from '../db/database.js';
-import { InputError } from '../errors.js';
 import { createLogger } from '../log.js';
+import { integer } from './options.js';
 import { untilSignal } from './service.js';
 
 // Lookups are micro-batched, so a few connections carry a lot of traffic; more would only
 // queue inside PostgreSQL.
 const POOL_SIZE = 16;
-
-function port(value: string, flag = '--port'): number {
-  if (!/^\d{1,5}$/.test(value) || Number(value) > 65535) throw new InputError(`${flag} must be 0 to 65535 (got "${value}")`);
-  return Number(value);
-}
 
 export function serveCommand(program: Command): void {
   program
@@ -23,17 +18,19 @@ export function serveCommand(program: Command): void {
       'serve published predictions over HTTP (GET/POST /v1/predictions, /healthz, /readyz, /metrics)\n' +
         'env: DATABASE_URL, PRESCORE_API_AUTH (auto|token|none), PRESCORE_API_TIMEOUT_MS',
     )
-    .option('--port <port>', 'TCP port (0: any free port)', '8080')
+    .option('--port <port>', 'TCP port (0: any free port)', integer('--port', 0, 65535), 8080)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .option('--ops-port <port>', 'also serve /healthz, /readyz and /metrics without tokens on this port (keep it private)')
+    .option(
+      '--ops-port <port>',
+      'also serve /healthz, /readyz and /metrics without tokens on this port (keep it private)',
+      integer('--ops-port', 0, 65535),
+    )
     .option('--ops-host <host>', 'address of the ops port', '127.0.0.1')
     .option('--no-auth', 'answer without tokens even when tokens exist (PRESCORE_API_AUTH=none); logged loudly')
-    .action(async (opts: { port: string; host: string; opsPort?: string; opsHost: string; auth: boolean }) => {
-      const listenPort = port(opts.port);
-      const opsPort = opts.opsPort === undefined ? undefined : port(opts.opsPort, '--ops-port');
+    .action(async (opts: { port: number; host: string; opsPort?: number; opsHost: string; auth: boolean }) => {
+      const { port: listenPort, opsPort } = opts;
       const config = resolveConfig();
       const auth: AuthMode = opts.auth ? config.apiAuth : 'none';
-      if (!AUTH_MODES.includes(auth)) throw new InputError(`PRESCORE_API_AUTH must be one of ${AUTH_MODES.join(', ')}`);
       const log = createLogger(config.logLevel);
       const db = await openDatabase(config, log, { poolSize: POOL_SIZE, timeoutMs: config.apiTimeoutMs });
       try {

@@ -42,8 +42,11 @@ export async function planOrResume(pool: Pool, log: Logger, jobFile: JobFile, da
     return (await planRun(pool, resolved, date, trigger)).runId;
   } catch (err) {
     if (!(err instanceof ActiveRunError)) throw err;
+    // Finalizing too: a process killed while publishing leaves the run there, and finalize is
+    // idempotent (it re-checks the counts and publishes once).
     const stale = await pool.query<{ id: string }>(
-      `UPDATE prescore.runs SET heartbeat_at = now() WHERE id = $1::bigint AND status = 'running' AND mode = 'local'
+      `UPDATE prescore.runs SET heartbeat_at = now()
+        WHERE id = $1::bigint AND status IN ('running', 'finalizing') AND mode = 'local'
           AND heartbeat_at < now() - make_interval(secs => $2) RETURNING id::text`,
       [err.runId, STALE_MS / 1000],
     );

@@ -1,3 +1,4 @@
+import type { ClientBase } from 'pg';
 import type { Pool } from '../db/pool.js';
 
 export type RunStatus = 'running' | 'finalizing' | 'published' | 'superseded' | 'failed' | 'cancelled';
@@ -97,7 +98,7 @@ export async function listRuns(pool: Pool, options: { job?: string; limit?: numb
 }
 
 /** Marks a run failed (unless it already ended); the previous published run keeps serving. */
-export async function failRun(pool: Pool, id: string, error: string): Promise<void> {
+export async function failRun(pool: Pick<ClientBase, 'query'>, id: string, error: string): Promise<void> {
   await pool.query(
     `UPDATE prescore.runs SET status = 'failed', error = $2, finished_at = now()
       WHERE id = $1::bigint AND status IN ('running', 'finalizing')`,
