@@ -3,7 +3,7 @@ import crypto from 'node:crypto';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { registerTestModel, request, runJob, startApi, type RunningApi } from './api-helpers.js';
-import { createTestDb, featureNames, jobSpec, seedFeatures, writeJob, type TestDb } from './helpers.js';
+import { cli, createTestDb, featureNames, jobSpec, seedFeatures, writeJob, type TestDb } from './helpers.js';
 
 const DATE = '2026-11-20';
 
@@ -68,7 +68,34 @@ const CASES: Case[] = [
     status: 400,
     error: /asOf must be one date/,
   },
+  {
+    what: 'asOf misspelt as a query parameter',
+    path: '/v1/predictions/errs/1?asof=2026-11-20',
+    status: 400,
+    error: /unknown query parameter "asof": the only parameters are asOf/,
+  },
+  {
+    what: 'a query parameter on POST',
+    path: '/v1/predictions/errs?asOf=2026-11-20',
+    raw: '{"keys":["1"]}',
+    status: 400,
+    error: /unknown query parameter "asOf": this route takes no query parameters/,
+  },
   // Bodies
+  {
+    what: 'a field twice',
+    path: '/v1/predictions/errs',
+    raw: '{"keys":["1"],"keys":["2"]}',
+    status: 400,
+    error: /the field "keys" appears twice in the body/,
+  },
+  {
+    what: 'asOf twice, once escaped',
+    path: '/v1/predictions/errs',
+    raw: '{"keys":["1"], "asOf":"2026-11-20" ,"\\u0061sOf" : "2026-11-21"}',
+    status: 400,
+    error: /the field "asOf" appears twice/,
+  },
   { what: 'invalid JSON', path: '/v1/predictions/errs', raw: '{"keys": [', status: 400, error: /the body is not valid JSON/ },
   { what: 'empty JSON body', path: '/v1/predictions/errs', raw: '', status: 400, error: /body/ },
   { what: 'no body at all', path: '/v1/predictions/errs', method: 'POST', status: 400, error: /the body must be a JSON object/ },
@@ -234,6 +261,14 @@ describe('malformed requests', () => {
     }
   });
 
+  test('a well-formed body with nested look-alikes of a field is no duplicate', async () => {
+    const r = await request(server.base, '/v1/predictions/errs', {
+      raw: '{"keys":["keys","asOf", "a\\"keys\\":"]}',
+      headers: { 'content-type': 'application/json' },
+    });
+    assert.equal(r.status, 200, r.text);
+  });
+
   test('a malformed HTTP request is refused and the server keeps serving', async () => {
     const answer = await new Promise<string>((resolve, reject) => {
       const socket = net.connect(Number(new URL(server.base).port), '127.0.0.1', () =>
@@ -247,4 +282,44 @@ describe('malformed requests', () => {
     assert.match(answer, /^HTTP\/1\.1 400/);
     assert.equal((await request(server.base, '/healthz')).status, 200);
   });
+});
+
+/** A client that sends its request slowly, or never finishes it, is cut off. */
+describe('slow clients', () => {
+  let db: TestDb;
+  let server: RunningApi;
+  before(async () => {
+    db = await createTestDb('api_slow');
+    assert.equal((await cli(db, ['migrate'])).code, 0);
+    server = await startApi(db, { requestTimeoutMs: 500 });
+  });
+  after(async () => {
+    await server?.close();
+    await db.drop();
+  });
+
+  for (const [what, partial] of [
+    [
+      'a body that never ends',
+      'POST /v1/predictions/errs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"keys":',
+    ],
+    ['headers that never end', 'GET /v1/predictions/errs/1 HTTP/1.1\r\nHost: x\r\nX-Slow: '],
+  ] as const) {
+    test(`${what}: the connection is answered 408 or closed within a few seconds`, async () => {
+      const started = Date.now();
+      const answer = await new Promise<string>((resolve, reject) => {
+        const socket = net.connect(Number(new URL(server.base).port), '127.0.0.1', () => socket.write(partial));
+        let data = '';
+        socket.on('data', (d) => (data += d.toString()));
+        socket.on('close', () => resolve(data));
+        socket.on('error', reject);
+        setTimeout(() => {
+          socket.destroy();
+          reject(new Error('the server kept the slow connection open for 8 s'));
+        }, 8000).unref();
+      });
+      assert.ok(Date.now() - started < 4000, `cut off after ${Date.now() - started} ms`);
+      assert.ok(answer === '' || /^HTTP\/1\.1 408/.test(answer), answer);
+    });
+  }
 });
