@@ -32,9 +32,21 @@ export interface RunningApi {
   close(): Promise<void>;
 }
 
-/** The API in this process, on a pool of its own, listening on a free loopback port. */
-export async function startApi(db: TestDb, options: ApiOptions = {}): Promise<RunningApi> {
-  const pool = new pg.Pool({ connectionString: db.url, max: 8, application_name: API_POOL_NAME });
+/**
+ * The API in this process, on a pool of its own, listening on a free loopback port.
+ * `pool.url` (default the test database's) and `pool.timeoutMs` (checkout timeout) as serve sets them.
+ */
+export async function startApi(
+  db: TestDb,
+  options: ApiOptions = {},
+  poolOptions: { url?: string; timeoutMs?: number } = {},
+): Promise<RunningApi> {
+  const pool = new pg.Pool({
+    connectionString: poolOptions.url ?? db.url,
+    max: 8,
+    application_name: API_POOL_NAME,
+    connectionTimeoutMillis: poolOptions.timeoutMs,
+  });
   // As createPool does: an idle client losing its server (tests terminate backends) is no crash.
   pool.on('error', () => undefined);
   const api = await buildApi(pool, silentLogger, options);
@@ -88,6 +100,8 @@ export async function request<T = Record<string, unknown>>(
     method: init.method ?? (init.body !== undefined || init.raw !== undefined ? 'POST' : 'GET'),
     headers,
     body: init.raw ?? (init.body === undefined ? undefined : JSON.stringify(init.body)),
+    // A server that never answers fails the test instead of hanging the suite.
+    signal: AbortSignal.timeout(15_000),
   });
   const text = await res.text();
   const json = (res.headers.get('content-type') ?? '').startsWith('application/json');
