@@ -99,6 +99,9 @@ class Lane {
   }
 }
 
+/** How long after a point read batches stay throttled to one query at a time. */
+const POINT_WINDOW_MS = 250;
+
 // The run's id is a parameter and the planner prunes to its one partition, whose unique index
 // on key (COLLATE "C", as the column) answers `= ANY` with one descent per key. Named, so each
 // connection parses it once.
@@ -115,9 +118,9 @@ const QUERY = {
  * is the round trip, not the index descent. Each caller gets the rows of the run it named.
  *
  * Two lanes share the connections: point reads (a few keys) always go first, and batches of
- * many keys may use all connections but a quarter, split into queries of at most maxBatchKeys.
- * So a hundred clients posting a thousand keys each queue behind each other, not in front of
- * a single GET.
+ * many keys may use all connections but a quarter (one, while point reads are coming in),
+ * split into queries of at most maxBatchKeys. So a hundred clients posting a thousand keys
+ * each queue behind each other, not in front of a single GET.
  */
 export class Lookup {
   private readonly point = new Lane();
@@ -125,8 +128,12 @@ export class Lookup {
   private readonly pointKeys: number;
   private readonly maxBulkInFlight: number;
   private queuedKeys = 0;
+  /** When the last point read arrived: while they keep coming, batches get one query at a time. */
+  private lastPointAt = 0;
   private scheduled = false;
   private sweeper: NodeJS.Timeout | undefined;
+  private closed = false;
+  private drained: (() => void) | undefined;
 
   constructor(
     private readonly pool: Pool,
@@ -138,6 +145,7 @@ export class Lookup {
 
   /** The stored predictions of `keys` in run `runId` (keys not found are absent from the map). */
   find(runId: string, keys: readonly string[]): Promise<Map<string, StoredPrediction>> {
+    if (this.closed) return Promise.reject(new LookupUnavailable('the API is shutting down'));
     if (this.queuedKeys + keys.length > this.options.maxQueuedKeys) {
       return Promise.reject(new LookupUnavailable(`${this.queuedKeys} keys are waiting for the database already`, true));
     }
@@ -145,6 +153,7 @@ export class Lookup {
     const max = this.options.maxBatchKeys;
     let result: Promise<Map<string, StoredPrediction>>;
     if (keys.length <= this.pointKeys) {
+      this.lastPointAt = Date.now();
       result = new Promise((resolve, reject) => this.point.add(runId, keys, { resolve, reject }, max, deadline));
     } else {
       // A big request goes out in pieces, so it neither holds one connection long nor makes a
@@ -176,13 +185,18 @@ export class Lookup {
     return result;
   }
 
-  /** Stops the timer; lookups still queued fail. */
-  close(): void {
+  /**
+   * Refuses new lookups, fails the queued ones, and resolves once the queries in flight are
+   * done: after that nothing touches the pool. Idempotent.
+   */
+  async close(): Promise<void> {
+    this.closed = true;
     clearInterval(this.sweeper);
     this.sweeper = undefined;
     for (const b of [...this.point.expired(Infinity), ...this.bulk.expired(Infinity)]) {
       this.fail(b, new LookupUnavailable('the API is shutting down'));
     }
+    if (this.inFlight > 0) await new Promise<void>((resolve) => (this.drained = resolve));
   }
 
   private sweep(): void {
@@ -209,7 +223,12 @@ export class Lookup {
     while (this.inFlight < this.options.maxInFlight) {
       let lane = this.point;
       let batch = lane.take();
-      if (!batch && this.bulk.inFlight < this.maxBulkInFlight) {
+      // While point reads are arriving, batches get one query at a time: each batch query's rows
+      // are parsed on the event loop in one piece, and a GET waits behind every piece in front
+      // of it (measured with 100 clients posting 1000 keys: single-GET p99 11 ms with up to 12
+      // batch queries at once, 7 ms with 2, 4 ms with 1). Batches alone use the connections.
+      const bulkLimit = Date.now() - this.lastPointAt < POINT_WINDOW_MS ? 1 : this.maxBulkInFlight;
+      if (!batch && this.bulk.inFlight < bulkLimit) {
         lane = this.bulk;
         batch = lane.take();
       }
@@ -244,6 +263,10 @@ export class Lookup {
       .finally(() => {
         lane.inFlight--;
         this.queuedKeys -= batch.charged;
+        if (this.closed) {
+          if (this.inFlight === 0) this.drained?.();
+          return;
+        }
         // Whatever queued up meanwhile goes out now, as one query per run.
         this.flush();
       });

@@ -4,6 +4,7 @@ import type { Pool } from '../db/pool.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { PUBLISH_CHANNEL } from '../runs/finalize.js';
+import { Admission } from './admission.js';
 import { TokenCache, type AuthMode } from './auth.js';
 import { readiness } from './health.js';
 import { Listener } from './listener.js';
@@ -44,8 +45,14 @@ export interface ApiOptions {
   auth?: AuthMode;
   /** A lookup not answered within this long gets 503 (default 3000). */
   lookupTimeoutMs?: number;
-  /** Keys waiting for or in lookup queries at most; beyond it, 503 at once (default 50,000). */
+  /** Keys waiting for or in lookup queries at most, and as many again in batches waiting their turn; beyond it, 503 at once (default 200,000). */
   maxQueuedKeys?: number;
+  /**
+   * Keys of batches (POSTs of more than a few keys) worked on at once (default 1000); the other
+   * batches wait their turn. A batch costs the event loop in proportion to its keys (rows to
+   * parse, JSON to write): a bound on them is a bound on how long a single GET waits.
+   */
+  maxBulkKeys?: number;
   /** A request whose headers and body have not arrived within this long is cut off (default 10,000). */
   requestTimeoutMs?: number;
 }
@@ -85,6 +92,9 @@ export interface Api {
 
 const JSON_TYPE = 'application/json; charset=utf-8';
 
+/** Requests of at most this many keys are point reads: they never wait behind batches. */
+const POINT_KEYS = 16;
+
 /** The routes that exist, for 405 versus 404. */
 const ROUTES: [RegExp, string][] = [
   [/^\/v1\/predictions\/[^/]+\/[^/]+$/, 'GET, HEAD'],
@@ -117,11 +127,14 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
   });
   const metrics = new ApiMetrics(pointers, { listening: () => listener.connected }, options);
   const lookupTimeoutMs = options.lookupTimeoutMs ?? 3000;
+  const maxQueuedKeys = options.maxQueuedKeys ?? 200_000;
+  const admission = new Admission(options.maxBulkKeys ?? 1000, maxQueuedKeys, lookupTimeoutMs);
   const lookup = new Lookup(pool, {
     maxInFlight: options.maxInFlight ?? pool.options.max ?? 10,
     maxBatchKeys: options.maxBatchKeys ?? 256,
     timeoutMs: lookupTimeoutMs,
-    maxQueuedKeys: options.maxQueuedKeys ?? 50_000,
+    maxQueuedKeys,
+    pointKeys: POINT_KEYS,
     onQuery: (keys) => metrics.lookupQuery(keys),
   });
   const requestTimeout = options.requestTimeoutMs ?? 10_000;
@@ -164,6 +177,7 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
       if (err instanceof LookupUnavailable && err.overloaded) {
         throw new HttpError(503, 'too many lookups are waiting for the database; retry later');
       }
+      if (closing) throw new HttpError(503, 'the API is shutting down; retry on another instance');
       log.error({ err: errorMessage(err), job: first.job }, 'prediction lookup failed');
       throw new HttpError(503, 'the database is unavailable; retry later');
     }
@@ -248,8 +262,12 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     checkQuery(request.query, []);
     checkJob(job);
     const { keys, asOf } = parseBatchBody(request.body, limits);
-    const { pointer, rows } = await answer(pointerFor(job, asOf), keys);
-    const { body, hits } = batchJson(pointer, keys, rows);
+    const first = pointerFor(job, asOf);
+    const work = async () => {
+      const { pointer, rows } = await answer(first, keys);
+      return batchJson(pointer, keys, rows);
+    };
+    const { body, hits } = keys.length <= POINT_KEYS ? await work() : await admission.run(keys.length, work);
     metrics.hits(job, hits);
     metrics.misses(job, keys.length - hits);
     return reply.type(JSON_TYPE).send(body);
@@ -333,7 +351,8 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
       (closing ??= (async () => {
         clearInterval(refresh);
         await Promise.all([app.close(), ops.close()]);
-        lookup.close();
+        // Handlers of clients that hung up may still be running: they end before the pool does.
+        await lookup.close();
         await listener.close();
         await Promise.all([pointers.idle(), tokens.idle()]);
       })()),

@@ -10,6 +10,7 @@ import { executeLocally } from '../runs/local.js';
 import { ActiveRunError, checkDate, planRun } from '../runs/plan.js';
 import type { RunInfo } from '../runs/store.js';
 import { countSourceRows } from '../source/plan.js';
+import { failRunsOnSignal, type LocalRuns } from './interrupt.js';
 import { integer } from './options.js';
 import { formatCount, printTable, withContext } from './context.js';
 import { withEnqueuer } from './queueing.js';
@@ -84,6 +85,8 @@ export function backfillCommand(program: Command): void {
           const inference = opts.local ? new InferencePool(config.inferenceThreads) : null;
           const started = Date.now();
           let totalRows = 0;
+          // With --local, the runs this process executes: Ctrl-C marks them failed.
+          let localRuns: LocalRuns | undefined;
 
           const one = async (date: string, enqueue: ((id: string) => Promise<boolean>) | null): Promise<Outcome> => {
             if (published.has(date) && !opts.force) return { date, status: 'skipped (published)' };
@@ -128,6 +131,7 @@ export function backfillCommand(program: Command): void {
               await enqueue(id);
               run = await followRun(db.pool, id, update);
             } else {
+              localRuns?.add(id);
               try {
                 run = await executeLocally(db.pool, inference!, log, id, {
                   concurrency: config.chunkConcurrency,
@@ -135,6 +139,8 @@ export function backfillCommand(program: Command): void {
                 });
               } catch (err) {
                 return { date, status: 'failed', runId: id, error: errorMessage(err) };
+              } finally {
+                localRuns?.delete(id);
               }
             }
             update(run);
@@ -162,7 +168,11 @@ export function backfillCommand(program: Command): void {
             await Promise.all(Array.from({ length: Math.min(concurrency, dates.length) }, lane));
           };
           try {
-            if (opts.local) await lanes(null);
+            if (opts.local)
+              await failRunsOnSignal(db.url, log, (runs) => {
+                localRuns = runs;
+                return lanes(null);
+              });
             else await withEnqueuer(config, db, (enqueue) => lanes(enqueue));
           } finally {
             multi?.stop();

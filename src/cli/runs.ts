@@ -8,6 +8,7 @@ import { progressBar } from './progress.js';
 import { withEnqueuer } from './queueing.js';
 import { summary } from './run.js';
 import { formatCount, printJson, printTable, withContext } from './context.js';
+import { failRunsOnSignal } from './interrupt.js';
 import { integer, runId } from './options.js';
 
 export function runsCommands(program: Command): void {
@@ -72,9 +73,12 @@ export function runsCommands(program: Command): void {
         } else {
           const inference = new InferencePool(config.inferenceThreads);
           try {
-            run = await executeLocally(db.pool, inference, log, id, {
-              concurrency: config.chunkConcurrency,
-              onProgress: (p) => bar.update(p),
+            run = await failRunsOnSignal(db.url, log, (local) => {
+              local.add(id);
+              return executeLocally(db.pool, inference, log, id, {
+                concurrency: config.chunkConcurrency,
+                onProgress: (p) => bar.update(p),
+              });
             });
           } finally {
             await inference.close();
