@@ -143,6 +143,49 @@ describe('batch lookups', () => {
     const parts = await Promise.all(many.map((k) => lookup.find(runs[D1]!, [k])));
     assert.deepEqual(sent, [120, 120, 60]);
     parts.forEach((rows, i) => assert.equal(rows.get(many[i]!)!.score, stored[D1]!.get(many[i]!)!.score));
+    await lookup.close();
+  });
+
+  test('a point read goes ahead of every batch already queued, and a big batch is split', async () => {
+    const sent: number[] = [];
+    const lookup = new Lookup(server.pool, {
+      maxInFlight: 2,
+      maxBatchKeys: 100,
+      timeoutMs: 5000,
+      maxQueuedKeys: 100_000,
+      onQuery: (n) => sent.push(n),
+    });
+    const keysOf = (from: number, n: number) => Array.from({ length: n }, (_, i) => String(from + i));
+    // Ten batches of 300 keys: 30 queries of 100, at most one connection for them.
+    const batches = Array.from({ length: 10 }, (_, b) => lookup.find(runs[D1]!, keysOf(1 + b * 30, 300)));
+    await new Promise((r) => setImmediate(r));
+    const point = lookup.find(runs[D1]!, ['7']);
+    const [pointRows, ...batchRows] = await Promise.all([point, ...batches]);
+    assert.equal(pointRows.get('7')!.score, stored[D1]!.get('7')!.score);
+    batchRows.forEach((rows, b) => assert.equal(rows.size, 300, `batch ${b}`));
+    // The point read's query (1 key) went out right after the first batch query, not after 30.
+    assert.equal(sent.length, 31);
+    assert.ok(sent.indexOf(1) <= 2, `the point read was query ${sent.indexOf(1) + 1} of ${sent.length}`);
+    assert.ok(sent.every((n) => n <= 100));
+    await lookup.close();
+    await assert.rejects(lookup.find(runs[D1]!, ['7']), /shutting down/);
+  });
+
+  test('lookups beyond the queue bound are refused at once', async () => {
+    const lookup = new Lookup(server.pool, { maxInFlight: 1, maxBatchKeys: 50, timeoutMs: 5000, maxQueuedKeys: 120 });
+    const ok = lookup.find(
+      runs[D1]!,
+      Array.from({ length: 100 }, (_, i) => String(1 + i)),
+    );
+    await assert.rejects(
+      lookup.find(
+        runs[D1]!,
+        Array.from({ length: 30 }, (_, i) => String(1 + i)),
+      ),
+      /100 keys are waiting/,
+    );
+    assert.equal((await ok).size, 100);
+    await lookup.close();
   });
 });
 

@@ -86,6 +86,27 @@ describe('an interrupted local run', () => {
     });
   }
 
+  test('Ctrl-C during backfill --local marks its run failed; the same backfill again resumes it', async () => {
+    const job = 'int-backfill';
+    writeJob(db, jobSpec(job, 'lin@champion', 'feats', featureNames(4)));
+    const child = startCli(db, ['backfill', job, '--from', DATE, '--to', DATE, '--local']);
+    const run = await waitFor('the run to be planned', async () => (await runsOf(db, job))[0]);
+    const lock = await holdLock(db, 'LOCK TABLE prescore.run_chunks IN EXCLUSIVE MODE');
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      child.kill('SIGINT');
+      const r = await child.done;
+      assert.equal(r.code, 130, r.stderr);
+      assert.match(r.lastError, new RegExp(`^error: interrupted by SIGINT: run ${run.id} marked failed`));
+      assert.equal((await runsOf(db, job))[0]!.status, 'failed');
+    } finally {
+      await lock.release();
+    }
+    const again = await cli(db, ['backfill', job, '--from', DATE, '--to', DATE, '--local']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal((await servedPredictions(db.pool, job, DATE)).runId, run.id);
+  });
+
   test('kill -9 while finalizing: the next run takes the run over once its heartbeat is stale, and publishes it', async () => {
     const job = 'int-finalize';
     writeJob(db, jobSpec(job, 'lin@champion', 'feats', featureNames(4)));
