@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon, { type Result as AutocannonResult } from 'autocannon';
 import pg from 'pg';
-import { linearModel } from '../scripts/test-models.js';
+import { linearModel } from '../test/fixtures/models.js';
 import { packageRoot } from '../src/paths.js';
 import { benchDatabase, runCli } from './support.js';
 

@@ -158,7 +158,7 @@ describe('API tokens', () => {
     const cases: [string[], RegExp][] = [
       [['tokens', 'revoke', '999'], /^error: token 999 does not exist/],
       [['tokens', 'revoke', 'abc'], /^error: token id must be a number \(got "abc"\)/],
-      [['tokens', 'create', '--job', 'Bad Job'], /^error: --job "Bad Job" is not a job name/],
+      [['tokens', 'create', '--job', 'Bad Job'], /^error: --job "Bad Job" must match \[a-z0-9\]/],
     ];
     for (const [args, message] of cases) {
       const r = await cli(db, args);

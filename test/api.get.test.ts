@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { linearModel, multiclassModel } from '../scripts/test-models.js';
+import { linearModel, multiclassModel } from './fixtures/models.js';
 import { packageRoot } from '../src/paths.js';
 import {
   assertNoConnections,

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { after, before, describe, test } from 'node:test';
-import { PUBLISH_CHANNEL } from '../src/runs/finalize.js';
+import { PUBLISH_CHANNEL } from '../src/db/sql/serving.js';
 import { API_POOL_NAME, registerTestModel, request, runJob, startApi, type RunningApi } from './api-helpers.js';
 import { ADMIN_URL, createTestDb, featureNames, jobSpec, seedFeatures, writeJob, type TestDb } from './helpers.js';
 

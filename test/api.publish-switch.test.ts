@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
-import { partitionName } from '../src/runs/store.js';
+import { partitionName } from '../src/db/sql/partitions.js';
 import {
   API_POOL_NAME,
   registerTestModel,

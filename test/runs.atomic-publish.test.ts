@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
-import { linearModel } from '../scripts/test-models.js';
+import { linearModel } from './fixtures/models.js';
 import {
   MODELS_DIR,
   assertClose,

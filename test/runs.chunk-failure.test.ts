@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { gatherModel } from '../scripts/test-models.js';
+import { gatherModel } from './fixtures/models.js';
 import {
   assertClose,
   cli,

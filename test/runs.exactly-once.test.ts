@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { linearModel } from '../scripts/test-models.js';
+import { linearModel } from './fixtures/models.js';
 import {
   assertClose,
   cli,

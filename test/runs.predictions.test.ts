@@ -1,15 +1,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import {
-  binaryModel,
-  int64Model,
-  linearModel,
-  mlpModel,
-  multiclassModel,
-  treeModel,
-  type TestModel,
-} from '../scripts/test-models.js';
+import { binaryModel, int64Model, linearModel, mlpModel, multiclassModel, treeModel, type TestModel } from './fixtures/models.js';
 import {
   MODELS_DIR,
   assertClose,

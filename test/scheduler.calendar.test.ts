@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { dueDates, localDate } from '../src/scheduler/calendar.js';
+import { localDate } from '../src/dates.js';
+import { dueDates } from '../src/scheduler/calendar.js';
 
 const berlin = { cron: '30 2 * * *', timezone: 'Europe/Berlin', dateOffsetDays: 0, catchUpDays: 0 };
 

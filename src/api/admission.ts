@@ -1,4 +1,4 @@
-import { HttpError } from './validate.js';
+import { HttpError } from '../errors.js';
 
 interface Waiter {
   weight: number;

@@ -2,7 +2,7 @@ import type { Pool } from '../db/pool.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { loadActiveTokens, tokenDigest, type ActiveToken } from './tokens.js';
-import { HttpError } from './validate.js';
+import { HttpError } from '../errors.js';
 
 const BEARER = /^Bearer[ \t]+(\S+)[ \t]*$/i;
 

@@ -1,4 +1,6 @@
 import type { Pool } from '../db/pool.js';
+import { LOOKUP, type LookupRow } from '../db/sql/predictions.js';
+import { LookupUnavailable } from '../errors.js';
 
 export interface StoredPrediction {
   score: number | null;
@@ -23,17 +25,6 @@ export interface LookupOptions {
   pointKeys?: number;
   /** Told of every query sent, with its number of distinct keys (for metrics). */
   onQuery?: (keys: number) => void;
-}
-
-/** The lookup could not be answered in time, or too many wait already: the database is the limit. */
-export class LookupUnavailable extends Error {
-  constructor(
-    message: string,
-    readonly overloaded = false,
-  ) {
-    super(message);
-    this.name = 'LookupUnavailable';
-  }
 }
 
 interface Waiter {
@@ -101,15 +92,6 @@ class Lane {
 
 /** How long after a point read batches stay throttled to one query at a time. */
 const POINT_WINDOW_MS = 250;
-
-// The run's id is a parameter and the planner prunes to its one partition, whose unique index
-// on key (COLLATE "C", as the column) answers `= ANY` with one descent per key. Named, so each
-// connection parses it once.
-const QUERY = {
-  name: 'prescore_api_lookup',
-  text: 'SELECT key, score, label, outputs FROM prescore.predictions WHERE run_id = $1::bigint AND key = ANY ($2::text[])',
-  rowMode: 'array',
-} as const;
 
 /**
  * Point lookups of predictions, micro-batched: the keys asked for one run during one turn of
@@ -245,11 +227,11 @@ export class Lookup {
     // then drops the connection rather than reuse it.
     const queryTimeout = Math.max(50, batch.deadline - Date.now());
     this.pool
-      .query<[string, number | null, string | null, number[] | null]>({
-        ...QUERY,
+      .query<LookupRow>({
+        ...LOOKUP,
         values: [batch.runId, keys],
         query_timeout: queryTimeout,
-      } as typeof QUERY & { values: unknown[] })
+      } as typeof LOOKUP & { values: unknown[] })
       .then(
         ({ rows }) => {
           const found = new Map<string, StoredPrediction>();

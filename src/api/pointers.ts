@@ -1,4 +1,5 @@
 import type { Pool } from '../db/pool.js';
+import { loadPointer, loadPointers, type PointerRow } from '../db/sql/serving.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 
@@ -18,31 +19,17 @@ interface JobPointers {
   byDate: Map<string, Pointer>;
 }
 
-const SELECT = `
-  SELECT s.job, s.date::text AS date, s.run_id::text AS run_id, r.model_name, r.model_version,
-         coalesce(r.published_at, s.published_at) AS published_at
-    FROM prescore.serving s JOIN prescore.runs r ON r.id = s.run_id`;
-
-interface Row {
-  job: string;
-  date: string;
-  run_id: string;
-  model_name: string;
-  model_version: number;
-  published_at: Date;
-}
-
-function toPointer(r: Row): Pointer {
+function toPointer(r: PointerRow): Pointer {
   return {
     job: r.job,
     date: r.date,
-    runId: r.run_id,
-    model: { name: r.model_name, version: r.model_version },
-    publishedAt: r.published_at.getTime(),
+    runId: r.runId,
+    model: { name: r.modelName, version: r.modelVersion },
+    publishedAt: r.publishedAt.getTime(),
   };
 }
 
-function group(rows: Row[]): Map<string, JobPointers> {
+function group(rows: PointerRow[]): Map<string, JobPointers> {
   const jobs = new Map<string, JobPointers>();
   for (const r of rows) {
     const p = toPointer(r);
@@ -131,8 +118,8 @@ export class ServingPointers {
   }
 
   private async fetchCurrent(job: string, date: string): Promise<Pointer | undefined> {
-    const { rows } = await this.pool.query<Row>(`${SELECT} WHERE s.job = $1 AND s.date = $2::date`, [job, date]);
-    const fresh = rows[0] ? toPointer(rows[0]) : undefined;
+    const row = await loadPointer(this.pool, job, date);
+    const fresh = row && toPointer(row);
     const cached = this.jobs.get(job)?.byDate.get(date);
     if (fresh?.runId !== cached?.runId) this.reload(job).catch(() => undefined);
     return fresh;
@@ -148,14 +135,12 @@ export class ServingPointers {
         if (this.wantAll) {
           this.wantAll = false;
           this.wantJobs.clear();
-          const { rows } = await this.pool.query<Row>(SELECT);
-          this.jobs = group(rows);
+          this.jobs = group(await loadPointers(this.pool));
           this.loadedAt = Date.now();
         } else {
           const jobs = [...this.wantJobs];
           this.wantJobs.clear();
-          const { rows } = await this.pool.query<Row>(`${SELECT} WHERE s.job = ANY ($1::text[])`, [jobs]);
-          const loaded = group(rows);
+          const loaded = group(await loadPointers(this.pool, jobs));
           for (const job of jobs) {
             const j = loaded.get(job);
             if (j) this.jobs.set(job, j);

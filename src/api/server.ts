@@ -1,28 +1,20 @@
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type pg from 'pg';
 import type { Pool } from '../db/pool.js';
-import { errorMessage } from '../errors.js';
+import { HttpError, LookupUnavailable, errorMessage } from '../errors.js';
+import { NAME_RULE, isName } from '../names.js';
 import type { Logger } from '../log.js';
-import { PUBLISH_CHANNEL } from '../runs/finalize.js';
+import { PUBLISH_CHANNEL } from '../db/sql/serving.js';
 import { Admission } from './admission.js';
 import { TokenCache, type AuthMode } from './auth.js';
 import { readiness } from './health.js';
 import { Listener } from './listener.js';
-import { Lookup, LookupUnavailable, type StoredPrediction } from './lookup.js';
+import { Lookup, type StoredPrediction } from './lookup.js';
 import { batchJson, predictionJson } from './serialize.js';
 import { ApiMetrics } from './metrics.js';
 import { ServingPointers, type Pointer } from './pointers.js';
 import { TOKENS_CHANNEL } from './tokens.js';
-import {
-  HttpError,
-  checkAsOf,
-  checkQuery,
-  duplicateField,
-  isJobName,
-  keyProblem,
-  parseBatchBody,
-  type Limits,
-} from './validate.js';
+import { checkAsOf, checkQuery, duplicateField, keyProblem, parseBatchBody, type Limits } from './validate.js';
 
 export interface ApiOptions {
   /** For the LISTEN connection; default: the pool's own connection options. */
@@ -191,7 +183,7 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
   }
 
   function checkJob(job: string): void {
-    if (!isJobName(job)) throw new HttpError(400, `"${job.slice(0, 200)}" is not a job name: it must match [a-z0-9][a-z0-9._-]*`);
+    if (!isName(job)) throw new HttpError(400, `"${job.slice(0, 200)}" is not a job name: it must match ${NAME_RULE}`);
   }
 
   const routes: RouteInfo[] = [];

@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import { InputError } from '../errors.js';
 import { withTransaction, type Pool } from '../db/pool.js';
-import { checkJobName } from './validate.js';
+import { checkName } from '../names.js';
 
 /** Token changes are announced here so every `prescore serve` reloads its token set at once. */
 export const TOKENS_CHANNEL = 'prescore_tokens';
@@ -37,7 +37,7 @@ export async function createToken(
   pool: Pool,
   options: { name?: string; jobs?: string[] },
 ): Promise<{ token: string; info: TokenInfo }> {
-  const jobs = options.jobs?.length ? [...new Set(options.jobs.map((j) => checkJobName(j, '--job')))] : null;
+  const jobs = options.jobs?.length ? [...new Set(options.jobs.map((j) => checkName(j, '--job')))] : null;
   const name = options.name?.trim() || null;
   const token = newSecret();
   const info = await withTransaction(pool, async (client) => {

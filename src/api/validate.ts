@@ -1,37 +1,11 @@
-import { InputError } from '../errors.js';
-import { checkDate } from '../runs/plan.js';
-
-/** The same rule as job files: lower case letters, digits, . _ - */
-const JOB_NAME = /^[a-z0-9][a-z0-9._-]*$/;
-const MAX_JOB_NAME = 200;
+import { HttpError } from '../errors.js';
+import { checkDate } from '../dates.js';
 
 export interface Limits {
   /** Keys in one POST. */
   maxKeys: number;
   /** UTF-8 bytes of one key. */
   maxKeyBytes: number;
-}
-
-/** A request the API refuses with a 4xx: the message goes to the client as {"error": ...}. */
-export class HttpError extends Error {
-  constructor(
-    readonly statusCode: number,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'HttpError';
-  }
-}
-
-export function isJobName(name: string): boolean {
-  return name.length <= MAX_JOB_NAME && JOB_NAME.test(name);
-}
-
-export function checkJobName(name: string, what = 'job'): string {
-  if (!isJobName(name)) {
-    throw new InputError(`${what} "${name.slice(0, MAX_JOB_NAME)}" is not a job name: it must match [a-z0-9][a-z0-9._-]*`);
-  }
-  return name;
 }
 
 /** A key as the client sent it; returned as the problem, or null when it is fine. */

@@ -1,16 +1,18 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
+import type { Pool } from '../db/pool.js';
 import { IRIS_FEATURES, irisRows, softmaxToOnnx, trainSoftmax } from '../demo/iris.js';
 import { loadJob } from '../definitions/load.js';
 import { InferencePool } from '../inference/pool.js';
 import { registerModel } from '../models/registry.js';
 import { packageRoot } from '../paths.js';
 import { runLocally } from '../runs/local.js';
-import { readPredictions } from '../serving/read.js';
+import { buildApi } from '../api/server.js';
+import { silentLogger } from '../log.js';
 import { withContext } from './context.js';
 import { progressBar } from './progress.js';
-import { localDate } from '../scheduler/calendar.js';
+import { localDate } from '../dates.js';
 import { summary } from './run.js';
 
 const JOB = 'iris-species';
@@ -73,11 +75,9 @@ export function demoCommand(program: Command): void {
             onProgress: (p) => bar.update(p),
           });
           bar.stop();
-          const keys = ['1', '51', '101', '150'];
-          const { predictions } = await readPredictions(db.pool, JOB, keys);
           out('');
           out('stored predictions (what GET /v1/predictions/iris-species/<key> returns):');
-          for (const p of predictions) {
+          for (const p of await readThroughApi(db.pool, ['1', '51', '101', '150'])) {
             const probs = (p.outputs ?? []).map((v) => v.toFixed(3)).join(', ');
             out(
               `  flower ${p.key.padStart(3)}: ${String(p.label).padEnd(10)} p(virginica)=${p.score?.toFixed(3)}  [${probs}]  run ${p.runId}`,
@@ -91,4 +91,28 @@ export function demoCommand(program: Command): void {
         }
       });
     });
+}
+
+interface Answer {
+  key: string;
+  runId: string;
+  score: number | null;
+  label: string | null;
+  outputs: number[] | null;
+}
+
+/** Asks the read API itself (in this process, no port opened) for some keys of the demo job. */
+async function readThroughApi(pool: Pool, keys: string[]): Promise<Answer[]> {
+  const api = await buildApi(pool, silentLogger, { auth: 'none' });
+  try {
+    const answers: Answer[] = [];
+    for (const key of keys) {
+      const res = await api.app.inject({ method: 'GET', url: `/v1/predictions/${JOB}/${encodeURIComponent(key)}` });
+      if (res.statusCode !== 200) throw new Error(`GET ${key}: ${res.statusCode} ${res.body}`);
+      answers.push(res.json<Answer>());
+    }
+    return answers;
+  } finally {
+    await api.close();
+  }
 }

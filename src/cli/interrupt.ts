@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import { failRun } from '../runs/store.js';
+import { failRun } from '../db/sql/runs.js';
 
 export interface LocalRuns {
   /** A run this process executes from now on: a signal marks it failed. */

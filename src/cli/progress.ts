@@ -2,45 +2,96 @@ import cliProgress from 'cli-progress';
 import type { Progress } from '../runs/local.js';
 import { formatCount } from './context.js';
 
-/** A progress bar on stderr when it is a terminal (rows, rows/s, ETA); nothing otherwise. */
-/** What the bar shows: a run's Progress in this process, or a RunInfo followed in the database. */
+/** What a run's bar shows: a run's Progress in this process, or a RunInfo followed in the database. */
 type Counts = Pick<Progress, 'rowsPlanned' | 'rowsRead' | 'chunks' | 'chunksDone'>;
 
-export function progressBar(label: string): { update(p: Counts): void; stop(): void } {
-  if (!process.stderr.isTTY) return { update: () => undefined, stop: () => undefined };
-  const bar = new cliProgress.SingleBar(
-    {
-      stream: process.stderr,
-      format: `${label} [{bar}] {percentage}% | {rows} rows | {rate} rows/s | chunks {chunks} | ETA {eta_formatted}`,
-      hideCursor: true,
-      etaBuffer: 50,
-      fps: 5,
-    },
-    cliProgress.Presets.shades_classic,
-  );
-  const started = Date.now();
-  let startRows: number | null = null;
-  let begun = false;
+export interface RunBar {
+  update(p: Counts): void;
+  stop(): void;
+}
+
+const RUN_FORMAT = '{label} [{bar}] {percentage}% | {rows} rows | {rate} rows/s | chunks {chunks} | ETA {eta_formatted}';
+const DATES_FORMAT = '{label} [{bar}] {value}/{total} dates | {rows} rows | {rate} rows/s | ETA {eta_formatted}';
+
+/**
+ * Progress bars on stderr when it is a terminal (nothing otherwise): one per run (rows, rows/s,
+ * chunks, ETA), and for a backfill one more over its dates. All bars share one MultiBar, so
+ * they redraw together and a log line can be written above them.
+ */
+export class ProgressBoard {
+  private readonly multi: cliProgress.MultiBar | null;
+
+  constructor() {
+    this.multi = process.stderr.isTTY
+      ? new cliProgress.MultiBar(
+          { stream: process.stderr, hideCursor: true, etaBuffer: 50, fps: 5, clearOnComplete: false },
+          cliProgress.Presets.shades_classic,
+        )
+      : null;
+  }
+
+  /** A bar for one run; it appears with its first update. */
+  run(label: string): RunBar {
+    const multi = this.multi;
+    if (!multi) return { update: () => undefined, stop: () => undefined };
+    let bar: cliProgress.SingleBar | null = null;
+    const started = Date.now();
+    let startRows: number | null = null;
+    return {
+      update(p) {
+        const total = Math.max(p.rowsPlanned, p.rowsRead, 1);
+        startRows ??= p.rowsRead;
+        const secs = (Date.now() - started) / 1000;
+        const payload = {
+          label,
+          rows: `${formatCount(p.rowsRead)}/${formatCount(p.rowsPlanned)}`,
+          rate: secs > 0 ? formatCount(Math.round((p.rowsRead - startRows) / secs)) : '-',
+          chunks: `${p.chunksDone}/${p.chunks}`,
+        };
+        if (!bar) bar = multi.create(total, p.rowsRead, payload, { format: RUN_FORMAT });
+        else {
+          bar.setTotal(total);
+          bar.update(p.rowsRead, payload);
+        }
+      },
+      stop() {
+        bar?.stop();
+      },
+    };
+  }
+
+  /** A bar over a backfill's dates: `done(rows)` after each date, with the rows scored so far. */
+  dates(label: string, total: number): { done(rows: number): void } {
+    const bar = this.multi?.create(total, 0, { label, rows: '0', rate: '-' }, { format: DATES_FORMAT });
+    const started = Date.now();
+    return {
+      done(rows) {
+        const secs = Math.max(0.001, (Date.now() - started) / 1000);
+        bar?.increment(1, { rows: formatCount(rows), rate: formatCount(Math.round(rows / secs)) });
+      },
+    };
+  }
+
+  /** Writes a line above the bars (or plainly, without a terminal). */
+  log(line: string): void {
+    if (this.multi) this.multi.log(line.endsWith('\n') ? line : `${line}\n`);
+    else process.stderr.write(line.endsWith('\n') ? line : `${line}\n`);
+  }
+
+  stop(): void {
+    this.multi?.stop();
+  }
+}
+
+/** One run's bar, for commands that follow a single run. */
+export function progressBar(label: string): RunBar {
+  const board = new ProgressBoard();
+  const bar = board.run(label);
   return {
-    update(p) {
-      const total = Math.max(p.rowsPlanned, p.rowsRead, 1);
-      startRows ??= p.rowsRead;
-      const secs = (Date.now() - started) / 1000;
-      const payload = {
-        rows: `${formatCount(p.rowsRead)}/${formatCount(p.rowsPlanned)}`,
-        rate: secs > 0 ? formatCount(Math.round((p.rowsRead - startRows) / secs)) : '-',
-        chunks: `${p.chunksDone}/${p.chunks}`,
-      };
-      if (!begun) {
-        bar.start(total, p.rowsRead, payload);
-        begun = true;
-      } else {
-        bar.setTotal(total);
-        bar.update(p.rowsRead, payload);
-      }
-    },
-    stop() {
-      if (begun) bar.stop();
+    update: (p) => bar.update(p),
+    stop: () => {
+      bar.stop();
+      board.stop();
     },
   };
 }

@@ -1,6 +1,6 @@
 import type { Config } from '../config.js';
 import type { Database } from '../db/database.js';
-import { PrescoreError, errorMessage } from '../errors.js';
+import { QueueError, errorMessage } from '../errors.js';
 import { queueBackend } from '../queue/connection.js';
 import { enqueueRun } from '../queue/flows.js';
 
@@ -20,11 +20,9 @@ export async function withEnqueuer<T>(
   try {
     await backend.probe(PROBE_TIMEOUT_MS);
   } catch (err) {
-    throw new PrescoreError(
-      'E_QUEUE',
-      `cannot reach the queue (${backend.describe}): ${errorMessage(err)}; is REDIS_URL right and Redis up?`,
-      { cause: err },
-    );
+    throw new QueueError(`cannot reach the queue (${backend.describe}): ${errorMessage(err)}; is REDIS_URL right and Redis up?`, {
+      cause: err,
+    });
   }
   const producer = backend.flowProducer();
   try {

@@ -1,18 +1,18 @@
 import type { Command } from 'commander';
 import { loadJob } from '../definitions/load.js';
 import { InferencePool } from '../inference/pool.js';
-import { RunError } from '../errors.js';
+import { ActiveRunError, RunError } from '../errors.js';
 import { resolveJob } from '../definitions/check.js';
 import { followRun } from '../runs/control.js';
 import { runLocally } from '../runs/local.js';
-import { localDate } from '../scheduler/calendar.js';
-import { ActiveRunError, checkDate, planRun } from '../runs/plan.js';
+import { planRun } from '../runs/plan.js';
+import { checkDate, localDate } from '../dates.js';
 import { withEnqueuer } from './queueing.js';
 import { formatCount, printJson, withContext } from './context.js';
 import { progressBar } from './progress.js';
 import { failRunsOnSignal } from './interrupt.js';
 import { integer } from './options.js';
-import type { RunInfo } from '../runs/store.js';
+import type { RunInfo } from '../db/sql/runs.js';
 
 export function summary(run: RunInfo): string {
   const secs = run.durationMs === null ? '?' : (run.durationMs / 1000).toFixed(1);

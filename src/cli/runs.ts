@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { InputError, RunError } from '../errors.js';
 import { cancelRun, followRun, retryRun } from '../runs/control.js';
 import { executeLocally } from '../runs/local.js';
-import { getRun, listRuns } from '../runs/store.js';
+import { getRun, listRuns, runPlan } from '../db/sql/runs.js';
 import { InferencePool } from '../inference/pool.js';
 import { progressBar } from './progress.js';
 import { withEnqueuer } from './queueing.js';
@@ -62,8 +62,7 @@ export function runsCommands(program: Command): void {
     .action(async (id: string, opts: { wait: boolean }) => {
       await withContext(async ({ config, db, log }) => {
         await retryRun(db.pool, id); // refuses a run that does not exist or did not fail
-        const mode = (await db.pool.query<{ mode: string }>('SELECT mode FROM prescore.runs WHERE id = $1::bigint', [id]))
-          .rows[0]!.mode;
+        const mode = (await runPlan(db.pool, id))!.mode;
         const bar = progressBar(`run ${id}`);
         let run;
         if (mode === 'queue') {

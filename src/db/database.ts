@@ -1,5 +1,5 @@
 import type { Config } from '../config.js';
-import { PrescoreError } from '../errors.js';
+import { DatabaseError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { startEmbedded, type EmbeddedServer } from './embedded.js';
 import { migrate } from './migrate.js';
@@ -33,7 +33,7 @@ export async function openDatabase(
     await pool.end();
     await embedded?.stop();
     const where = embedded ? 'the embedded PostgreSQL' : `PostgreSQL at ${describeUrl(url)} (DATABASE_URL)`;
-    throw new PrescoreError('E_DATABASE', `cannot connect to ${where}: ${(err as Error).message}`, { cause: err });
+    throw new DatabaseError(`cannot connect to ${where}: ${(err as Error).message}`, { cause: err });
   }
   try {
     if (options.migrate !== false) await migrate(pool, log);

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { PrescoreError } from '../errors.js';
+import { MigrationError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { migrationsDir } from '../paths.js';
 import { withTransaction, type Pool } from './pool.js';
@@ -40,14 +40,10 @@ export async function migrate(pool: Pool, log: Logger): Promise<string[]> {
     const known = new Map(files.map((f) => [f.id, f.name]));
     for (const row of rows) {
       if (!known.has(row.id)) {
-        throw new PrescoreError(
-          'E_MIGRATION',
-          `the database has migration ${row.name}, which this prescore does not know: upgrade prescore`,
-        );
+        throw new MigrationError(`the database has migration ${row.name}, which this prescore does not know: upgrade prescore`);
       }
       if (known.get(row.id) !== row.name) {
-        throw new PrescoreError(
-          'E_MIGRATION',
+        throw new MigrationError(
           `migration ${row.id} is ${row.name} in the database but ${known.get(row.id)} here: the history was edited`,
         );
       }

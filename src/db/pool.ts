@@ -3,6 +3,8 @@ import type { Logger } from '../log.js';
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
+/** A pool or a client (in a transaction): what the statement functions of src/db/sql take. */
+export type Queryable = Pick<pg.ClientBase, 'query'>;
 
 // int8 and numeric come back as strings (exact); we convert only where a number is safe.
 pg.types.setTypeParser(pg.types.builtins.DATE, (v) => v);

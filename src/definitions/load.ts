@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { InputError, ValidationError } from '../errors.js';
+import { checkName } from '../names.js';
 import { describeIssues, jobSchema, type JobSpec } from './schema.js';
 
 export interface JobFile {
@@ -37,9 +38,7 @@ export function listJobFiles(jobsDir: string): string[] {
 }
 
 export function loadJob(jobsDir: string, name: string): JobFile {
-  if (!/^[a-z0-9][a-z0-9._-]*$/.test(name)) {
-    throw new InputError(`job name "${name}" must match [a-z0-9][a-z0-9._-]*`);
-  }
+  checkName(name, 'job name');
   const file = path.join(jobsDir, `${name}.json`);
   if (!fs.existsSync(file)) {
     const known = listJobFiles(jobsDir).map((f) => path.basename(f, '.json'));

@@ -1,7 +1,9 @@
 import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
+import { MAX_NAME_LENGTH, NAME_PATTERN, NAME_RULE } from '../names.js';
 
-const name = z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'must match [a-z0-9][a-z0-9._-]* (lower case, digits, . _ -)');
+const name = z.string().max(MAX_NAME_LENGTH).regex(NAME_PATTERN, `must match ${NAME_RULE}`);
+const MODEL_REF = new RegExp(`^${NAME_PATTERN.source.slice(1, -1)}@${NAME_PATTERN.source.slice(1, -1)}$`);
 
 function validTimeZone(tz: string): boolean {
   try {
@@ -24,9 +26,7 @@ function validCron(expr: string): boolean {
 export const jobSchema = z
   .object({
     name,
-    model: z
-      .string()
-      .regex(/^[a-z0-9][a-z0-9._-]*@[a-z0-9][a-z0-9._-]*$/, 'must be name@alias or name@version, e.g. "churn@champion"'),
+    model: z.string().regex(MODEL_REF, 'must be name@alias or name@version, e.g. "churn@champion"'),
     description: z.string().optional(),
     schedule: z
       .object({

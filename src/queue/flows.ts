@@ -1,5 +1,7 @@
 import type { FlowProducer, Queue } from 'bullmq';
 import type { Pool } from '../db/pool.js';
+import { undoneChunkNumbers } from '../db/sql/chunks.js';
+import { activeQueueRuns, isActive, markEnqueued, markQueued } from '../db/sql/runs.js';
 import { CHUNK_QUEUE, FINALIZE_QUEUE } from './connection.js';
 
 export interface ChunkJobData {
@@ -30,27 +32,20 @@ const KEEP = { removeOnComplete: { age: 7 * 86400, count: 100_000 }, removeOnFai
  * yet done. A child that fails for good fails the parent, so the run fails and is not published.
  */
 export async function enqueueRun(pool: Pool, producer: FlowProducer, runId: string): Promise<boolean> {
-  const run = await pool.query<{ attempt: number; status: string }>(
-    `UPDATE prescore.runs SET mode = 'queue' WHERE id = $1::bigint RETURNING attempt, status`,
-    [runId],
-  );
-  const info = run.rows[0];
-  if (!info || (info.status !== 'running' && info.status !== 'finalizing')) return false;
-  const chunks = await pool.query<{ chunk_no: number }>(
-    `SELECT chunk_no FROM prescore.run_chunks WHERE run_id = $1::bigint AND status <> 'done' ORDER BY chunk_no`,
-    [runId],
-  );
+  const info = await markQueued(pool, runId);
+  if (!info || !isActive(info.status)) return false;
+  const chunks = await undoneChunkNumbers(pool, runId);
   await producer.add({
     name: 'finalize',
     queueName: FINALIZE_QUEUE,
     data: { runId } satisfies FinalizeJobData,
     opts: { jobId: finalizeJobId(runId, info.attempt), attempts: FINALIZE_ATTEMPTS, backoff: BACKOFF, ...KEEP },
-    children: chunks.rows.map((c) => ({
+    children: chunks.map((chunkNo) => ({
       name: 'chunk',
       queueName: CHUNK_QUEUE,
-      data: { runId, chunkNo: c.chunk_no } satisfies ChunkJobData,
+      data: { runId, chunkNo } satisfies ChunkJobData,
       opts: {
-        jobId: chunkJobId(runId, info.attempt, c.chunk_no),
+        jobId: chunkJobId(runId, info.attempt, chunkNo),
         attempts: CHUNK_ATTEMPTS,
         backoff: BACKOFF,
         failParentOnFailure: true,
@@ -58,7 +53,7 @@ export async function enqueueRun(pool: Pool, producer: FlowProducer, runId: stri
       },
     })),
   });
-  await pool.query('UPDATE prescore.runs SET enqueued_at = now() WHERE id = $1::bigint', [runId]);
+  await markEnqueued(pool, runId);
   return true;
 }
 
@@ -68,12 +63,8 @@ export async function enqueueRun(pool: Pool, producer: FlowProducer, runId: stri
  * Done chunks are skipped, so this never duplicates work.
  */
 export async function reconcileRuns(pool: Pool, producer: FlowProducer, finalizeQueue: Queue): Promise<string[]> {
-  const { rows } = await pool.query<{ id: string; attempt: number }>(
-    `SELECT id::text, attempt FROM prescore.runs
-      WHERE mode = 'queue' AND status IN ('running', 'finalizing') AND created_at < now() - interval '5 seconds'`,
-  );
   const fixed: string[] = [];
-  for (const r of rows) {
+  for (const r of await activeQueueRuns(pool)) {
     const job = await finalizeQueue.getJob(finalizeJobId(r.id, r.attempt));
     if (job) continue;
     if (await enqueueRun(pool, producer, r.id)) fixed.push(r.id);

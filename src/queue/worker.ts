@@ -8,7 +8,8 @@ import { InferencePool, sharedBytes } from '../inference/pool.js';
 import { loadModelBytes } from '../models/registry.js';
 import { executeChunk } from '../runs/chunk.js';
 import { finalizeRun } from '../runs/finalize.js';
-import { failRun } from '../runs/store.js';
+import { chunkBounds } from '../db/sql/chunks.js';
+import { failRun, runPlan } from '../db/sql/runs.js';
 import { CHUNK_QUEUE, FINALIZE_QUEUE, type QueueBackend } from './connection.js';
 import { reconcileRuns, type ChunkJobData, type FinalizeJobData } from './flows.js';
 
@@ -45,18 +46,15 @@ export async function startWorker(
     let ctx = runs.get(runId);
     if (!ctx) {
       ctx = (async () => {
-        const { rows } = await pool.query<{ spec: ResolvedJob; date: string }>(
-          'SELECT spec, date::text FROM prescore.runs WHERE id = $1::bigint',
-          [runId],
-        );
-        if (!rows[0]) throw new InputError(`run ${runId} does not exist`);
-        const job = rows[0].spec;
+        const plan = await runPlan<ResolvedJob>(pool, runId);
+        if (!plan) throw new InputError(`run ${runId} does not exist`);
+        const job = plan.spec;
         let model = models.get(job.model.sha256);
         if (!model) {
           model = loadModelBytes(pool, job.model.name, job.model.version).then(sharedBytes);
           models.set(job.model.sha256, model);
         }
-        return { job, date: rows[0].date, model: await model };
+        return { job, date: plan.date, model: await model };
       })();
       ctx.catch(() => runs.delete(runId));
       runs.set(runId, ctx);
@@ -84,11 +82,8 @@ export async function startWorker(
       const { runId, chunkNo } = job.data;
       try {
         const ctx = await context(runId);
-        const bounds = await pool.query<{ lo: string | null; hi: string | null }>(
-          'SELECT lo, hi FROM prescore.run_chunks WHERE run_id = $1::bigint AND chunk_no = $2',
-          [runId, chunkNo],
-        );
-        if (!bounds.rows[0]) throw new InputError(`run ${runId} has no chunk ${chunkNo}`);
+        const bounds = await chunkBounds(pool, runId, chunkNo);
+        if (!bounds) throw new InputError(`run ${runId} has no chunk ${chunkNo}`);
         log.debug({ runId, chunkNo, pid: process.pid }, 'chunk started');
         const r = await executeChunk(pool, inference, {
           runId,
@@ -96,7 +91,7 @@ export async function startWorker(
           job: ctx.job,
           model: ctx.model,
           chunkNo,
-          ...bounds.rows[0],
+          ...bounds,
         });
         log.debug({ runId, chunkNo, status: r.status, rows: r.read }, 'chunk finished');
         return { status: r.status, read: r.read, written: r.written, rejected: r.rejected };

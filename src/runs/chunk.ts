@@ -1,18 +1,16 @@
-import { once } from 'node:events';
-import { finished } from 'node:stream/promises';
-import { from as copyFrom } from 'pg-copy-streams';
 import type { RecordBatch } from 'apache-arrow';
-import { InputError, RunError, errorMessage } from '../errors.js';
+import { BadRowError, InputError, RunError, errorMessage } from '../errors.js';
 import type { Pool, PoolClient } from '../db/pool.js';
 import type { ResolvedJob } from '../definitions/check.js';
 import type { InferencePool } from '../inference/pool.js';
 import type { InferResult } from '../inference/protocol.js';
 import { mappedOutputs } from '../models/output.js';
-import { COPY_HEADER, COPY_TRAILER, PREDICTION_COLUMNS, encodePredictions } from '../sink/encode.js';
+import { lockChunk, markChunkDone, recordChunkError } from '../db/sql/chunks.js';
+import { insertRejects } from '../db/sql/rejects.js';
+import { PredictionWriter } from '../sink/writer.js';
 import { featureValues, keyColumn } from '../source/arrow.js';
-import { BadRowError, type FeatureStats, type Reject } from '../source/decode.js';
+import type { FeatureStats, Reject } from '../source/decode.js';
 import { readChunk } from '../source/reader.js';
-import { partitionName } from './store.js';
 
 export interface ChunkTask {
   runId: string;
@@ -61,33 +59,24 @@ export async function executeChunk(
   const { job } = task;
   const writer = await pool.connect();
   let reader: PoolClient | undefined;
-  let sink: ReturnType<typeof copyFrom> | undefined;
+  let sink: PredictionWriter | undefined;
   let broken: Error | undefined;
   const timings: StageTimings = { read: 0, inferWait: 0, write: 0, commit: 0 };
   try {
     await writer.query('BEGIN');
     // The chunk row lock serialises duplicate deliveries: the second waits, then sees 'done'.
-    const lock = await writer.query<{ status: string; run_status: string }>(
-      `SELECT c.status, r.status AS run_status FROM prescore.run_chunks c JOIN prescore.runs r ON r.id = c.run_id
-        WHERE c.run_id = $1::bigint AND c.chunk_no = $2 FOR UPDATE OF c`,
-      [task.runId, task.chunkNo],
-    );
-    if (!lock.rows[0]) throw new InputError(`run ${task.runId} has no chunk ${task.chunkNo}`);
-    if (lock.rows[0].status === 'done' || lock.rows[0].run_status !== 'running') {
+    const lock = await lockChunk(writer, task.runId, task.chunkNo);
+    if (!lock) throw new InputError(`run ${task.runId} has no chunk ${task.chunkNo}`);
+    if (lock.done || lock.runStatus !== 'running') {
       await writer.query('ROLLBACK');
-      const status = lock.rows[0].status === 'done' ? 'skipped' : 'inactive';
-      return { status, read: 0, written: 0, rejected: 0, timings };
+      return { status: lock.done ? 'skipped' : 'inactive', read: 0, written: 0, rejected: 0, timings };
     }
-    sink = writer.query(copyFrom(`COPY prescore.${partitionName(task.runId)} ${PREDICTION_COLUMNS} FROM STDIN (FORMAT binary)`));
-    sink.on('error', () => undefined); // surfaced by finished() below
-    sink.write(COPY_HEADER);
+    sink = new PredictionWriter(writer, task.runId, job.mapping);
     reader = await pool.connect();
     const stats: { value: FeatureStats[] | null } = { value: null };
     const rejects: Reject[] = [];
     let read = 0;
-    let written = 0;
     const outputs = mappedOutputs(job.mapping);
-    const runId = BigInt(task.runId);
 
     const score = (batch: RecordBatch): Promise<InferResult> | null =>
       batch.numRows === 0
@@ -120,9 +109,7 @@ export async function executeChunk(
       }
       timings.inferWait += performance.now() - t;
       t = performance.now();
-      const buf = encodePredictions(runId, keyColumn(batch), batch.numRows, job.mapping, result);
-      written += batch.numRows;
-      if (!copyIn.write(buf)) await once(copyIn, 'drain');
+      await copyIn.write(keyColumn(batch), batch.numRows, result);
       timings.write += performance.now() - t;
     };
 
@@ -149,45 +136,24 @@ export async function executeChunk(
       throw err;
     }
     const commitStart = performance.now();
-    sink.end(COPY_TRAILER);
-    await finished(sink);
-    if (rejects.length > 0) {
-      await writer.query(
-        `INSERT INTO prescore.rejects (run_id, key, reason) SELECT $1::bigint, k, r FROM unnest($2::text[], $3::text[]) AS x(k, r)`,
-        [task.runId, rejects.map((r) => r.key), rejects.map((r) => r.reason)],
-      );
-    }
+    await sink.finish();
+    const written = sink.written;
+    await insertRejects(writer, task.runId, rejects);
     const featureStats = (stats.value ?? []).map((s, i) => ({ feature: job.features[i]!.name, ...s }));
-    await writer.query(
-      `UPDATE prescore.run_chunks SET status = 'done', rows_read = $3, rows_written = $4, rows_rejected = $5,
-              stats = $6, attempts = attempts + 1, error = NULL, finished_at = now()
-        WHERE run_id = $1::bigint AND chunk_no = $2`,
-      [task.runId, task.chunkNo, read, written, rejects.length, JSON.stringify(featureStats)],
-    );
+    await markChunkDone(writer, task.runId, task.chunkNo, { read, written, rejected: rejects.length }, featureStats);
     await writer.query('COMMIT');
     timings.commit = performance.now() - commitStart;
     return { status: 'done', read, written, rejected: rejects.length, timings };
   } catch (err) {
     broken ??= err as Error;
-    if (sink && !sink.writableFinished) {
-      // Abort the COPY (the server gets CopyFail) so the connection can roll back.
-      const closed = new Promise((resolve) => sink!.once('close', resolve));
-      sink.destroy(broken);
-      await closed;
-    }
+    await sink?.abort(broken);
     await writer.query('ROLLBACK').catch(() => undefined);
     const range = describeRange(task.lo, task.hi);
     const cause =
       err instanceof BadRowError
         ? `key ${err.key ?? 'NULL'}: ${err.reason} (onBadRow is "fail"; set it to "reject" to skip such rows)`
         : errorMessage(err);
-    await pool
-      .query(`UPDATE prescore.run_chunks SET attempts = attempts + 1, error = $3 WHERE run_id = $1::bigint AND chunk_no = $2`, [
-        task.runId,
-        task.chunkNo,
-        cause,
-      ])
-      .catch(() => undefined);
+    await recordChunkError(pool, task.runId, task.chunkNo, cause).catch(() => undefined);
     const ErrorClass = err instanceof BadRowError || err instanceof InputError ? InputError : RunError;
     const message = `job ${job.name} ${task.date}: chunk ${task.chunkNo} (keys ${range}) of run ${task.runId} failed: ${cause}`;
     throw ErrorClass === InputError ? new InputError(message, { cause: err }) : new RunError(task.runId, message, { cause: err });

@@ -1,4 +1,4 @@
-import { RunError, errorMessage } from '../errors.js';
+import { ActiveRunError, RunError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Pool } from '../db/pool.js';
 import { resolveJob, type ResolvedJob } from '../definitions/check.js';
@@ -8,8 +8,10 @@ import { sharedBytes } from '../inference/pool.js';
 import { loadModelBytes } from '../models/registry.js';
 import { executeChunk, type StageTimings } from './chunk.js';
 import { finalizeRun } from './finalize.js';
-import { ActiveRunError, checkDate, planRun } from './plan.js';
-import { failRun, getRun, type RunInfo } from './store.js';
+import { checkDate } from '../dates.js';
+import { listChunks } from '../db/sql/chunks.js';
+import { failRun, getRun, heartbeat as beat, runPlan, takeOverStale, type RunInfo } from '../db/sql/runs.js';
+import { planRun } from './plan.js';
 
 export interface Progress {
   runId: string;
@@ -44,13 +46,7 @@ export async function planOrResume(pool: Pool, log: Logger, jobFile: JobFile, da
     if (!(err instanceof ActiveRunError)) throw err;
     // Finalizing too: a process killed while publishing leaves the run there, and finalize is
     // idempotent (it re-checks the counts and publishes once).
-    const stale = await pool.query<{ id: string }>(
-      `UPDATE prescore.runs SET heartbeat_at = now()
-        WHERE id = $1::bigint AND status IN ('running', 'finalizing') AND mode = 'local'
-          AND heartbeat_at < now() - make_interval(secs => $2) RETURNING id::text`,
-      [err.runId, STALE_MS / 1000],
-    );
-    if (!stale.rows[0]) throw err;
+    if (!(await takeOverStale(pool, err.runId, STALE_MS / 1000))) throw err;
     log.warn({ runId: err.runId, job: jobFile.spec.name, date }, 'resuming a run abandoned by its process');
     return err.runId;
   }
@@ -84,40 +80,32 @@ export async function executeLocally(
   planMs = 0,
 ): Promise<RunInfo> {
   const heartbeat = setInterval(() => {
-    pool
-      .query('UPDATE prescore.runs SET heartbeat_at = now() WHERE id = $1::bigint', [runId])
-      .catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'heartbeat failed'));
+    beat(pool, runId).catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'heartbeat failed'));
   }, HEARTBEAT_MS);
   heartbeat.unref();
   try {
-    const spec = await pool.query<{ spec: ResolvedJob; date: string }>(
-      'SELECT spec, date::text FROM prescore.runs WHERE id = $1::bigint',
-      [runId],
-    );
-    const job = spec.rows[0]!.spec;
-    const date = spec.rows[0]!.date;
+    const plan = await runPlan<ResolvedJob>(pool, runId);
+    if (!plan) throw new RunError(runId, `run ${runId} does not exist`);
+    const { spec: job, date } = plan;
     const model = sharedBytes(await loadModelBytes(pool, job.model.name, job.model.version));
-    const { rows: chunks } = await pool.query<{ chunk_no: number; lo: string | null; hi: string | null; status: string }>(
-      'SELECT chunk_no, lo, hi, status FROM prescore.run_chunks WHERE run_id = $1::bigint ORDER BY chunk_no',
-      [runId],
-    );
+    const chunks = await listChunks(pool, runId);
     const before = await getRun(pool, runId);
     const progress: Progress = {
       runId,
       rowsPlanned: before?.rowsPlanned ?? 0,
       rowsRead: before?.rowsRead ?? 0,
       chunks: chunks.length,
-      chunksDone: chunks.filter((c) => c.status === 'done').length,
+      chunksDone: chunks.filter((c) => c.done).length,
     };
     options.onProgress?.(progress);
-    const queue = chunks.filter((c) => c.status !== 'done');
+    const queue = chunks.filter((c) => !c.done);
     let failure: unknown;
     const stages: StageTimings = { read: 0, inferWait: 0, write: 0, commit: 0 };
     const chunksStart = performance.now();
     const lane = async () => {
       for (let c = queue.shift(); c && failure === undefined; c = queue.shift()) {
         try {
-          const task = { runId, date, job, model, chunkNo: c.chunk_no, lo: c.lo, hi: c.hi };
+          const task = { runId, date, job, model, chunkNo: c.chunkNo, lo: c.lo, hi: c.hi };
           const r = await executeChunk(pool, inference, task, (n) => {
             progress.rowsRead += n;
             options.onProgress?.(progress);

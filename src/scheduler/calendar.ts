@@ -1,21 +1,11 @@
 import { CronExpressionParser } from 'cron-parser';
+import { addDays, localDate } from '../dates.js';
 
 export interface Schedule {
   cron: string;
   timezone: string;
   dateOffsetDays: number;
   catchUpDays: number;
-}
-
-/** The calendar date (YYYY-MM-DD) of an instant in a time zone. */
-export function localDate(instant: Date, timeZone: string): string {
-  return new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(instant);
-}
-
-export function addDays(date: string, days: number): string {
-  const d = new Date(`${date}T00:00:00Z`);
-  d.setUTCDate(d.getUTCDate() + days);
-  return d.toISOString().slice(0, 10);
 }
 
 /**

@@ -1,14 +1,15 @@
 import fs from 'node:fs';
 import cron, { type ScheduledTask } from 'node-cron';
 import type { Config } from '../config.js';
-import { InputError, errorMessage } from '../errors.js';
+import { ActiveRunError, InputError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Pool } from '../db/pool.js';
 import { resolveJob } from '../definitions/check.js';
 import { listJobFiles, parseJobFile, type JobFile } from '../definitions/load.js';
 import { FINALIZE_QUEUE, type QueueBackend } from '../queue/connection.js';
 import { enqueueRun, reconcileRuns } from '../queue/flows.js';
-import { ActiveRunError, planRun } from '../runs/plan.js';
+import { hasAnyRun } from '../db/sql/runs.js';
+import { planRun } from '../runs/plan.js';
 import { dueDates } from './calendar.js';
 
 export interface SchedulerHandle {
@@ -56,11 +57,7 @@ export async function startScheduler(
   };
 
   const trigger = async (job: JobFile, date: string): Promise<string | null> => {
-    const existing = await pool.query('SELECT 1 FROM prescore.runs WHERE job = $1 AND date = $2::date LIMIT 1', [
-      job.spec.name,
-      date,
-    ]);
-    if (existing.rowCount) return null;
+    if (await hasAnyRun(pool, job.spec.name, date)) return null;
     try {
       const resolved = await resolveJob(pool, job);
       const planned = await planRun(pool, resolved, date, 'schedule');

@@ -1,3 +1,4 @@
+import { BadRowError } from '../errors.js';
 import type { ResolvedFeature } from '../definitions/check.js';
 import type { InputType } from '../models/signature.js';
 
@@ -33,15 +34,6 @@ export interface FeatureStats {
 
 export function emptyStats(): FeatureStats {
   return { count: 0, nulls: 0, sum: 0, sumSq: 0, min: Infinity, max: -Infinity };
-}
-
-export class BadRowError extends Error {
-  constructor(
-    readonly key: string | null,
-    readonly reason: string,
-  ) {
-    super(`key ${key ?? 'NULL'}: ${reason}`);
-  }
 }
 
 /**

@@ -1,0 +1,345 @@
+import { InputError } from '../../errors.js';
+import { PG, pgCode } from '../codes.js';
+import type { Queryable } from '../pool.js';
+
+/**
+ * The run ledger, `prescore.runs`: every statement on it, and the names of its states.
+ * A run is `running` (chunks being scored), then `finalizing`, then `published` (serving)
+ * and later `superseded`; or it ends `failed` or `cancelled`. At most one run of a (job, date)
+ * is active, by a partial unique index over ACTIVE (migrations/001_init.sql).
+ */
+export const RUN_STATUSES = ['running', 'finalizing', 'published', 'superseded', 'failed', 'cancelled'] as const;
+export type RunStatus = (typeof RUN_STATUSES)[number];
+export const ACTIVE: readonly RunStatus[] = ['running', 'finalizing'];
+export const TERMINAL: ReadonlySet<RunStatus> = new Set(['published', 'superseded', 'failed', 'cancelled']);
+
+/** An SQL list of status literals, e.g. `('running', 'finalizing')`: constants only, never input. */
+function list(statuses: readonly RunStatus[]): string {
+  return `(${statuses.map((s) => `'${s}'`).join(', ')})`;
+}
+const ACTIVE_SQL = list(ACTIVE);
+
+export function isActive(status: string): boolean {
+  return (ACTIVE as readonly string[]).includes(status);
+}
+
+/** The public shape of a run (`runs show --json`). */
+export interface RunInfo {
+  id: string;
+  job: string;
+  date: string;
+  status: RunStatus;
+  trigger: string;
+  modelName: string;
+  modelVersion: number;
+  rowsPlanned: number;
+  rowsRead: number;
+  rowsWritten: number;
+  rowsRejected: number;
+  chunks: number;
+  chunksDone: number;
+  startedAt: string;
+  finishedAt: string | null;
+  publishedAt: string | null;
+  durationMs: number | null;
+  rowsPerSecond: number | null;
+  error: string | null;
+}
+
+const SELECT_RUN = `
+  SELECT r.id::text, r.job, r.date::text, r.status, r.trigger, r.model_name, r.model_version,
+         r.rows_planned, r.chunks, r.error, r.started_at, r.finished_at, r.published_at,
+         coalesce(c.read, 0) AS read, coalesce(c.written, 0) AS written, coalesce(c.rejected, 0) AS rejected,
+         coalesce(c.done, 0) AS done
+    FROM prescore.runs r
+    LEFT JOIN LATERAL (
+      SELECT sum(rows_read) AS read, sum(rows_written) AS written, sum(rows_rejected) AS rejected,
+             count(*) FILTER (WHERE status = 'done') AS done
+        FROM prescore.run_chunks WHERE run_id = r.id) c ON true`;
+
+interface RunRow {
+  id: string;
+  job: string;
+  date: string;
+  status: RunStatus;
+  trigger: string;
+  model_name: string;
+  model_version: number;
+  rows_planned: string;
+  chunks: number;
+  error: string | null;
+  started_at: Date;
+  finished_at: Date | null;
+  published_at: Date | null;
+  read: string;
+  written: string;
+  rejected: string;
+  done: string;
+}
+
+function toInfo(r: RunRow): RunInfo {
+  const durationMs = r.finished_at ? r.finished_at.getTime() - r.started_at.getTime() : null;
+  const read = Number(r.read);
+  return {
+    id: r.id,
+    job: r.job,
+    date: r.date,
+    status: r.status,
+    trigger: r.trigger,
+    modelName: r.model_name,
+    modelVersion: r.model_version,
+    rowsPlanned: Number(r.rows_planned),
+    rowsRead: read,
+    rowsWritten: Number(r.written),
+    rowsRejected: Number(r.rejected),
+    chunks: r.chunks,
+    chunksDone: Number(r.done),
+    startedAt: r.started_at.toISOString(),
+    finishedAt: r.finished_at?.toISOString() ?? null,
+    publishedAt: r.published_at?.toISOString() ?? null,
+    durationMs,
+    rowsPerSecond: durationMs ? Math.round((read / durationMs) * 1000) : null,
+    error: r.error,
+  };
+}
+
+export async function getRun(db: Queryable, id: string): Promise<RunInfo | null> {
+  const { rows } = await db.query<RunRow>(`${SELECT_RUN} WHERE r.id = $1::bigint`, [id]);
+  return rows[0] ? toInfo(rows[0]) : null;
+}
+
+export async function listRuns(db: Queryable, options: { job?: string; limit?: number } = {}): Promise<RunInfo[]> {
+  const { rows } = await db.query<RunRow>(`${SELECT_RUN} WHERE $1::text IS NULL OR r.job = $1 ORDER BY r.id DESC LIMIT $2`, [
+    options.job ?? null,
+    options.limit ?? 50,
+  ]);
+  return rows.map(toInfo);
+}
+
+/** The newest run of (job, date), whatever its state. */
+export async function latestRun(
+  db: Queryable,
+  job: string,
+  date: string,
+): Promise<{ id: string; status: RunStatus } | undefined> {
+  const { rows } = await db.query<{ id: string; status: RunStatus }>(
+    'SELECT id::text, status FROM prescore.runs WHERE job = $1 AND date = $2::date ORDER BY id DESC LIMIT 1',
+    [job, date],
+  );
+  return rows[0];
+}
+
+/** The run as planned: the resolved job it pins, its date, and where it executes. */
+export async function runPlan<Spec>(db: Queryable, id: string): Promise<{ spec: Spec; date: string; mode: string } | undefined> {
+  const { rows } = await db.query<{ spec: Spec; date: string; mode: string }>(
+    'SELECT spec, date::text, mode FROM prescore.runs WHERE id = $1::bigint',
+    [id],
+  );
+  return rows[0];
+}
+
+export interface NewRun {
+  job: string;
+  date: string;
+  trigger: string;
+  model: { name: string; version: number; sha256: string };
+  spec: unknown;
+  rowsPlanned: number;
+  chunks: number;
+}
+
+/**
+ * Inserts a run in state running; undefined when (job, date) already has an active run (the
+ * partial unique index decides, whatever the number of triggers racing).
+ */
+export async function insertRun(db: Queryable, run: NewRun): Promise<string | undefined> {
+  const { rows } = await db.query<{ id: string }>(
+    `INSERT INTO prescore.runs (job, date, status, trigger, model_name, model_version, model_sha256, spec, rows_planned, chunks)
+     VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $8, $9)
+     ON CONFLICT (job, date) WHERE status IN ${ACTIVE_SQL} DO NOTHING
+     RETURNING id::text`,
+    [
+      run.job,
+      run.date,
+      run.trigger,
+      run.model.name,
+      run.model.version,
+      run.model.sha256,
+      JSON.stringify(run.spec),
+      run.rowsPlanned,
+      run.chunks,
+    ],
+  );
+  return rows[0]?.id;
+}
+
+export async function activeRunId(db: Queryable, job: string, date: string): Promise<string | undefined> {
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT id::text FROM prescore.runs WHERE job = $1 AND date = $2::date AND status IN ${ACTIVE_SQL}`,
+    [job, date],
+  );
+  return rows[0]?.id;
+}
+
+/** True when (job, date) has any run at all: the scheduler triggers a date once, whatever came of it. */
+export async function hasAnyRun(db: Queryable, job: string, date: string): Promise<boolean> {
+  const { rowCount } = await db.query('SELECT 1 FROM prescore.runs WHERE job = $1 AND date = $2::date LIMIT 1', [job, date]);
+  return (rowCount ?? 0) > 0;
+}
+
+/** Marks a run failed (unless it already ended); the previous published run keeps serving. */
+export async function failRun(db: Queryable, id: string, error: string): Promise<void> {
+  await db.query(
+    `UPDATE prescore.runs SET status = 'failed', error = $2, finished_at = now()
+      WHERE id = $1::bigint AND status IN ${ACTIVE_SQL}`,
+    [id, error],
+  );
+}
+
+/** A local run's process says it is alive. */
+export async function heartbeat(db: Queryable, id: string): Promise<void> {
+  await db.query('UPDATE prescore.runs SET heartbeat_at = now() WHERE id = $1::bigint', [id]);
+}
+
+/**
+ * Takes over a local run whose process stopped heartbeating `staleSeconds` ago, while scoring
+ * or while publishing (finalize is idempotent); true when this caller got it.
+ */
+export async function takeOverStale(db: Queryable, id: string, staleSeconds: number): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `UPDATE prescore.runs SET heartbeat_at = now()
+      WHERE id = $1::bigint AND status IN ${ACTIVE_SQL} AND mode = 'local'
+        AND heartbeat_at < now() - make_interval(secs => $2)`,
+    [id, staleSeconds],
+  );
+  return (rowCount ?? 0) > 0;
+}
+
+export async function markFinalizing(db: Queryable, id: string): Promise<void> {
+  await db.query(`UPDATE prescore.runs SET status = 'finalizing' WHERE id = $1::bigint AND status = 'running'`, [id]);
+}
+
+/**
+ * Makes a failed run running again with the next attempt number (fresh queue job ids).
+ * Refused, naming the way out, while another run of the same (job, date) is active.
+ */
+export async function reopenFailedRun(db: Queryable, run: Pick<RunInfo, 'id' | 'job' | 'date'>): Promise<void> {
+  try {
+    await db.query(
+      `UPDATE prescore.runs SET status = 'running', error = NULL, finished_at = NULL, attempt = attempt + 1,
+              enqueued_at = NULL, heartbeat_at = now()
+        WHERE id = $1::bigint AND status = 'failed'`,
+      [run.id],
+    );
+  } catch (err) {
+    if (pgCode(err) === PG.uniqueViolation) {
+      throw new InputError(`job ${run.job} already has an active run for ${run.date}; cancel it before retrying run ${run.id}`);
+    }
+    throw err;
+  }
+}
+
+/** Cancels a running, finalizing or failed run; false when it was in another state. */
+export async function markCancelled(db: Queryable, id: string): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `UPDATE prescore.runs SET status = 'cancelled', error = 'cancelled', finished_at = now()
+      WHERE id = $1::bigint AND status IN ${list([...ACTIVE, 'failed'])}`,
+    [id],
+  );
+  return (rowCount ?? 0) > 0;
+}
+
+/** Hands a run to the queue; its attempt number and state, or undefined when it does not exist. */
+export async function markQueued(db: Queryable, id: string): Promise<{ attempt: number; status: RunStatus } | undefined> {
+  const { rows } = await db.query<{ attempt: number; status: RunStatus }>(
+    `UPDATE prescore.runs SET mode = 'queue' WHERE id = $1::bigint RETURNING attempt, status`,
+    [id],
+  );
+  return rows[0];
+}
+
+export async function markEnqueued(db: Queryable, id: string): Promise<void> {
+  await db.query('UPDATE prescore.runs SET enqueued_at = now() WHERE id = $1::bigint', [id]);
+}
+
+/** Active queue runs older than a few seconds (younger ones may still be being enqueued). */
+export async function activeQueueRuns(db: Queryable): Promise<{ id: string; attempt: number }[]> {
+  const { rows } = await db.query<{ id: string; attempt: number }>(
+    `SELECT id::text, attempt FROM prescore.runs
+      WHERE mode = 'queue' AND status IN ${ACTIVE_SQL} AND created_at < now() - interval '5 seconds'`,
+  );
+  return rows;
+}
+
+/** The run's job, date, state and spec, as finalize needs them. */
+export async function runForFinalize<Spec>(
+  db: Queryable,
+  id: string,
+): Promise<{ job: string; date: string; status: RunStatus; spec: Spec } | undefined> {
+  const { rows } = await db.query<{ job: string; date: string; status: RunStatus; spec: Spec }>(
+    'SELECT job, date::text, status, spec FROM prescore.runs WHERE id = $1::bigint',
+    [id],
+  );
+  return rows[0];
+}
+
+/** Locks the run's row for the publish transaction; its state at that moment. */
+export async function lockRun(db: Queryable, id: string): Promise<RunStatus | undefined> {
+  const { rows } = await db.query<{ status: RunStatus }>('SELECT status FROM prescore.runs WHERE id = $1::bigint FOR UPDATE', [
+    id,
+  ]);
+  return rows[0]?.status;
+}
+
+export async function markPublished(
+  db: Queryable,
+  id: string,
+  totals: { read: number; written: number; rejected: number },
+): Promise<void> {
+  await db.query(
+    `UPDATE prescore.runs SET status = 'published', published_at = now(), finished_at = now(), heartbeat_at = now(),
+            rows_read = $2, rows_written = $3, rows_rejected = $4, error = NULL
+      WHERE id = $1::bigint`,
+    [id, totals.read, totals.written, totals.rejected],
+  );
+}
+
+export async function markSuperseded(db: Queryable, id: string): Promise<void> {
+  await db.query(`UPDATE prescore.runs SET status = 'superseded' WHERE id = $1::bigint`, [id]);
+}
+
+/** The published run of a date that stopped being served (retention) becomes superseded. */
+export async function supersedeDate(db: Queryable, job: string, date: string): Promise<void> {
+  await db.query(`UPDATE prescore.runs SET status = 'superseded' WHERE job = $1 AND date = $2::date AND status = 'published'`, [
+    job,
+    date,
+  ]);
+}
+
+/** The ended runs of a date (not one still in flight, such as a backfill's). */
+export async function endedRuns(db: Queryable, job: string, date: string): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT id::text FROM prescore.runs WHERE job = $1 AND date = $2::date AND status NOT IN ${ACTIVE_SQL}`,
+    [job, date],
+  );
+  return rows.map((r) => r.id);
+}
+
+/**
+ * Runs of (job, date) no reader can reach any more: published or superseded ones beyond the
+ * newest `keepRuns`, and failed or cancelled ones older than the run now serving.
+ */
+export async function expiredRuns(db: Queryable, job: string, date: string, keepRuns: number): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT id::text FROM (
+        SELECT id, row_number() OVER (ORDER BY id DESC) AS n
+          FROM prescore.runs WHERE job = $1 AND date = $2::date AND status IN ('published', 'superseded')) r
+      WHERE n > $3
+     UNION ALL
+     SELECT id::text FROM prescore.runs
+      WHERE job = $1 AND date = $2::date AND status IN ('failed', 'cancelled')
+        AND id < (SELECT run_id FROM prescore.serving WHERE job = $1 AND date = $2::date)`,
+    [job, date, keepRuns],
+  );
+  return rows.map((r) => r.id);
+}
