@@ -1,4 +1,6 @@
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { installAccess, type RouteInfo } from './access.js';
+import { buildOps } from './ops.js';
 import type pg from 'pg';
 import type { Pool } from '../db/pool.js';
 import { HttpError, LookupUnavailable, errorMessage } from '../errors.js';
@@ -14,7 +16,7 @@ import { batchJson, predictionJson } from './serialize.js';
 import { ApiMetrics } from './metrics.js';
 import { ServingPointers, type Pointer } from './pointers.js';
 import { TOKENS_CHANNEL } from './tokens.js';
-import { checkAsOf, checkQuery, duplicateField, keyProblem, parseBatchBody, type Limits } from './validate.js';
+import { checkAsOf, checkQuery, installJsonBody, keyProblem, parseBatchBody, type Limits } from './validate.js';
 
 export interface ApiOptions {
   /** For the LISTEN connection; default: the pool's own connection options. */
@@ -47,26 +49,6 @@ export interface ApiOptions {
   maxBulkKeys?: number;
   /** A request whose headers and body have not arrived within this long is cut off (default 10,000). */
   requestTimeoutMs?: number;
-}
-
-/**
- * Who may call a route. `data` (the default, also for unknown routes): a token that may read
- * the route's job when tokens are on. `ops` (/metrics, naming every job): a token for every
- * job when tokens are on; the ops listener (`serve --ops-port`) serves it without one.
- * `public` (/healthz, /readyz): anyone, with details only for a valid token.
- */
-export type Access = 'data' | 'ops' | 'public';
-
-declare module 'fastify' {
-  interface FastifyContextConfig {
-    access?: Access;
-  }
-}
-
-export interface RouteInfo {
-  method: string;
-  url: string;
-  access: Access;
 }
 
 export interface Api {
@@ -186,47 +168,13 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     if (!isName(job)) throw new HttpError(400, `"${job.slice(0, 200)}" is not a job name: it must match ${NAME_RULE}`);
   }
 
-  const routes: RouteInfo[] = [];
-  app.addHook('onRoute', (route) => {
-    for (const method of [route.method].flat()) routes.push({ method, url: route.url, access: route.config?.access ?? 'data' });
-  });
+  const routes = installAccess(app, tokens);
+  installJsonBody(app);
+  const ops = buildOps(pool, metrics, requestTimeout);
 
-  // Decided on the route fastify matched (its config), never on the raw request target: a
-  // target may be an absolute URL (`GET http://host/v1/...`), which the router strips. Unknown
-  // routes count as `data`, so whatever is added later is closed until it says otherwise.
-  // Callback-style hooks: on the hot path, a promise per hook per request is measurable.
-  app.addHook('onRequest', (request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void) => {
-    const access = request.routeOptions.config?.access ?? 'data';
-    if (access === 'public') return done();
-    try {
-      const job = access === 'data' ? (request.params as { job?: string } | undefined)?.job : undefined;
-      tokens.check(request.headers.authorization, job, access === 'ops');
-      done();
-    } catch (err) {
-      done(err as Error);
-    }
-  });
   app.addHook('onResponse', (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
     metrics.request(request.routeOptions.url ?? 'unmatched', request.method, reply.statusCode, reply.elapsedTime / 1000);
     done();
-  });
-
-  // Plain JSON.parse: secure-json-parse's scan for __proto__ costs more than the lookup, and the
-  // body's fields are checked by name (an own "__proto__" key is refused as an unknown field).
-  // JSON only: a text/plain body is refused with 415 rather than parsed as a string.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(body as string);
-    } catch {
-      return done(new HttpError(400, 'the body is not valid JSON'), undefined);
-    }
-    // JSON.parse keeps the last of two equal fields; a client sending two asOf meant something.
-    const dup = duplicateField(body as string, parsed);
-    if (dup !== undefined)
-      return done(new HttpError(400, `the field "${dup.slice(0, 40)}" appears twice in the body`), undefined);
-    done(null, parsed);
   });
 
   app.get<{ Params: { job: string; key: string }; Querystring: Record<string, unknown> }>(
@@ -299,17 +247,6 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     log.error({ err: errorMessage(err), method: request.method, url: request.url.slice(0, 300) }, 'request failed');
     return reply.code(500).send({ error: 'internal error' });
   });
-
-  const ops = Fastify({ logger: false, requestTimeout, http: { headersTimeout: requestTimeout } });
-  ops.get('/healthz', async () => ({ status: 'ok' }));
-  ops.get('/readyz', async (_request, reply) => {
-    const r = await readiness(pool);
-    return reply.code(r.ready ? 200 : 503).send(r);
-  });
-  ops.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
-  ops.setNotFoundHandler(async (request, reply) =>
-    reply.code(404).send({ error: `no route ${request.method} ${request.url.split('?')[0]!.slice(0, 200)}` }),
-  );
 
   // Last: nothing above holds a resource, so a failure here leaves nothing behind.
   await listener.start();

@@ -1,3 +1,4 @@
+import type { FastifyInstance } from 'fastify';
 import { HttpError } from '../errors.js';
 import { checkDate } from '../dates.js';
 
@@ -103,4 +104,27 @@ export function duplicateField(text: string, parsed: unknown): string | undefine
     else if (c === 0x7d /* } */ || c === 0x5d /* ] */) depth--;
   }
   return undefined;
+}
+
+/**
+ * Bodies are JSON only (a text/plain body is refused with 415 rather than parsed as a string),
+ * parsed with plain JSON.parse: secure-json-parse's scan for __proto__ costs more than the
+ * lookup, and the body's fields are checked by name (an own "__proto__" is an unknown field).
+ * JSON.parse keeps the last of two equal fields; a client sending two asOf meant something, so
+ * a repeated field is refused.
+ */
+export function installJsonBody(app: FastifyInstance): void {
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body as string);
+    } catch {
+      return done(new HttpError(400, 'the body is not valid JSON'), undefined);
+    }
+    const dup = duplicateField(body as string, parsed);
+    if (dup !== undefined)
+      return done(new HttpError(400, `the field "${dup.slice(0, 40)}" appears twice in the body`), undefined);
+    done(null, parsed);
+  });
 }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { RunInfo } from '../db/sql/runs.js';
+import type { RunInfo } from '../db/sql/run-info.js';
 import { resolveJob } from '../definitions/check.js';
 import { loadJob } from '../definitions/load.js';
 import { RunError, errorMessage } from '../errors.js';

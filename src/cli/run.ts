@@ -12,7 +12,7 @@ import { formatCount, printJson, withContext } from './context.js';
 import { progressBar } from './progress.js';
 import { failRunsOnSignal } from './interrupt.js';
 import { integer } from './options.js';
-import type { RunInfo } from '../db/sql/runs.js';
+import type { RunInfo } from '../db/sql/run-info.js';
 
 export function summary(run: RunInfo): string {
   const secs = run.durationMs === null ? '?' : (run.durationMs / 1000).toFixed(1);

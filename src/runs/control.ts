@@ -2,7 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Pool } from '../db/pool.js';
 import { clearChunkErrors } from '../db/sql/chunks.js';
 import { dropPartitionNow, partitionExists } from '../db/sql/partitions.js';
-import { TERMINAL, getRun, markCancelled, reopenFailedRun, type RunInfo } from '../db/sql/runs.js';
+import { TERMINAL, markCancelled, reopenFailedRun } from '../db/sql/runs.js';
+import { getRun, type RunInfo } from '../db/sql/run-info.js';
 import { InputError } from '../errors.js';
 import type { Logger } from '../log.js';
 

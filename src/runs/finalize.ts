@@ -1,7 +1,6 @@
 import { withTransaction, type Pool } from '../db/pool.js';
-import { PG, pgCode } from '../db/codes.js';
 import { chunkStats, chunkTotals } from '../db/sql/chunks.js';
-import { analyzePartition, countPartition, duplicateKey, indexPartition } from '../db/sql/partitions.js';
+import { analyzePartition, countPartition, duplicateKey, indexPartition, isDuplicateKey } from '../db/sql/partitions.js';
 import { sampleRejects } from '../db/sql/rejects.js';
 import { markFinalizing, runForFinalize } from '../db/sql/runs.js';
 import { InputError, RunError } from '../errors.js';
@@ -48,7 +47,7 @@ export async function finalizeRun(pool: Pool, runId: string, log: Logger): Promi
   try {
     await withTransaction(pool, (client) => indexPartition(client, runId));
   } catch (err) {
-    if (pgCode(err) === PG.uniqueViolation) {
+    if (isDuplicateKey(err, runId)) {
       const key = await duplicateKey(pool, runId);
       throw new InputError(
         `${where}: key ${key ?? '?'} appears more than once on ${info.date}; the source key must be unique per date`,

@@ -10,7 +10,8 @@ import { executeChunk, type StageTimings } from './chunk.js';
 import { finalizeRun } from './finalize.js';
 import { checkDate } from '../dates.js';
 import { listChunks } from '../db/sql/chunks.js';
-import { failRun, getRun, heartbeat as beat, runPlan, takeOverStale, type RunInfo } from '../db/sql/runs.js';
+import { failRun, heartbeat as beat, runPlan, takeOverStale } from '../db/sql/runs.js';
+import { getRun, type RunInfo } from '../db/sql/run-info.js';
 import { planRun } from './plan.js';
 
 export interface Progress {

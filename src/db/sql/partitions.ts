@@ -1,3 +1,4 @@
+import { PG } from '../codes.js';
 import type { Queryable } from '../pool.js';
 
 /**
@@ -28,8 +29,13 @@ export async function partitionExists(db: Queryable, runId: string): Promise<boo
   return rows[0]!.t !== null;
 }
 
-/** The unique key index, built once the load is done (sorting once beats maintaining it row by row). */
+/**
+ * The unique key index, built once the load is done (sorting once beats maintaining it row by
+ * row). Call in a transaction: two finalizes of one run (a redelivered job) take turns on a
+ * transaction lock, so the second finds the index built instead of colliding in the catalog.
+ */
 export async function indexPartition(db: Queryable, runId: string): Promise<void> {
+  await db.query(`SELECT pg_advisory_xact_lock(hashtext('prescore.index:' || $1::text))`, [runId]);
   await db.query(`SET LOCAL maintenance_work_mem = '256MB'`);
   await db.query(`CREATE UNIQUE INDEX IF NOT EXISTS ${partitionName(runId)}_key ON ${partitionTable(runId)} (key)`);
 }
@@ -41,6 +47,12 @@ export async function analyzePartition(db: Queryable, runId: string): Promise<vo
 export async function countPartition(db: Queryable, runId: string): Promise<number> {
   const { rows } = await db.query<{ n: string }>(`SELECT count(*) AS n FROM ${partitionTable(runId)}`);
   return Number(rows[0]!.n);
+}
+
+/** True when `err` is the unique index of the run's table refusing a key stored twice. */
+export function isDuplicateKey(err: unknown, runId: string): boolean {
+  const e = err as { code?: string; table?: string } | null;
+  return e?.code === PG.uniqueViolation && e.table === partitionName(runId);
 }
 
 /** A key stored twice in the run's table (the unique index refused it), for the error message. */

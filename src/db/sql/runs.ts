@@ -23,99 +23,6 @@ export function isActive(status: string): boolean {
   return (ACTIVE as readonly string[]).includes(status);
 }
 
-/** The public shape of a run (`runs show --json`). */
-export interface RunInfo {
-  id: string;
-  job: string;
-  date: string;
-  status: RunStatus;
-  trigger: string;
-  modelName: string;
-  modelVersion: number;
-  rowsPlanned: number;
-  rowsRead: number;
-  rowsWritten: number;
-  rowsRejected: number;
-  chunks: number;
-  chunksDone: number;
-  startedAt: string;
-  finishedAt: string | null;
-  publishedAt: string | null;
-  durationMs: number | null;
-  rowsPerSecond: number | null;
-  error: string | null;
-}
-
-const SELECT_RUN = `
-  SELECT r.id::text, r.job, r.date::text, r.status, r.trigger, r.model_name, r.model_version,
-         r.rows_planned, r.chunks, r.error, r.started_at, r.finished_at, r.published_at,
-         coalesce(c.read, 0) AS read, coalesce(c.written, 0) AS written, coalesce(c.rejected, 0) AS rejected,
-         coalesce(c.done, 0) AS done
-    FROM prescore.runs r
-    LEFT JOIN LATERAL (
-      SELECT sum(rows_read) AS read, sum(rows_written) AS written, sum(rows_rejected) AS rejected,
-             count(*) FILTER (WHERE status = 'done') AS done
-        FROM prescore.run_chunks WHERE run_id = r.id) c ON true`;
-
-interface RunRow {
-  id: string;
-  job: string;
-  date: string;
-  status: RunStatus;
-  trigger: string;
-  model_name: string;
-  model_version: number;
-  rows_planned: string;
-  chunks: number;
-  error: string | null;
-  started_at: Date;
-  finished_at: Date | null;
-  published_at: Date | null;
-  read: string;
-  written: string;
-  rejected: string;
-  done: string;
-}
-
-function toInfo(r: RunRow): RunInfo {
-  const durationMs = r.finished_at ? r.finished_at.getTime() - r.started_at.getTime() : null;
-  const read = Number(r.read);
-  return {
-    id: r.id,
-    job: r.job,
-    date: r.date,
-    status: r.status,
-    trigger: r.trigger,
-    modelName: r.model_name,
-    modelVersion: r.model_version,
-    rowsPlanned: Number(r.rows_planned),
-    rowsRead: read,
-    rowsWritten: Number(r.written),
-    rowsRejected: Number(r.rejected),
-    chunks: r.chunks,
-    chunksDone: Number(r.done),
-    startedAt: r.started_at.toISOString(),
-    finishedAt: r.finished_at?.toISOString() ?? null,
-    publishedAt: r.published_at?.toISOString() ?? null,
-    durationMs,
-    rowsPerSecond: durationMs ? Math.round((read / durationMs) * 1000) : null,
-    error: r.error,
-  };
-}
-
-export async function getRun(db: Queryable, id: string): Promise<RunInfo | null> {
-  const { rows } = await db.query<RunRow>(`${SELECT_RUN} WHERE r.id = $1::bigint`, [id]);
-  return rows[0] ? toInfo(rows[0]) : null;
-}
-
-export async function listRuns(db: Queryable, options: { job?: string; limit?: number } = {}): Promise<RunInfo[]> {
-  const { rows } = await db.query<RunRow>(`${SELECT_RUN} WHERE $1::text IS NULL OR r.job = $1 ORDER BY r.id DESC LIMIT $2`, [
-    options.job ?? null,
-    options.limit ?? 50,
-  ]);
-  return rows.map(toInfo);
-}
-
 /** The newest run of (job, date), whatever its state. */
 export async function latestRun(
   db: Queryable,
@@ -223,7 +130,7 @@ export async function markFinalizing(db: Queryable, id: string): Promise<void> {
  * Makes a failed run running again with the next attempt number (fresh queue job ids).
  * Refused, naming the way out, while another run of the same (job, date) is active.
  */
-export async function reopenFailedRun(db: Queryable, run: Pick<RunInfo, 'id' | 'job' | 'date'>): Promise<void> {
+export async function reopenFailedRun(db: Queryable, run: { id: string; job: string; date: string }): Promise<void> {
   try {
     await db.query(
       `UPDATE prescore.runs SET status = 'running', error = NULL, finished_at = NULL, attempt = attempt + 1,
