@@ -1,18 +1,12 @@
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { buildApi, type Api, type ApiOptions } from '../src/api/server.js';
 import { silentLogger } from '../src/log.js';
-import { MODELS_DIR, cli, type TestDb } from './helpers.js';
+import { cli, type TestDb } from './helpers.js';
 
 /** The application_name of the pools the API tests create: leaks show up in pg_stat_activity. */
 export const API_POOL_NAME = 'prescore-api-test';
-
-export async function registerTestModel(db: TestDb, name: string, file: string): Promise<void> {
-  const r = await cli(db, ['models', 'register', name, path.join(MODELS_DIR, `${file}.onnx`), '--alias', 'champion']);
-  assert.equal(r.code, 0, r.stderr);
-}
 
 /** `prescore run <job> --date <date>`; returns the published run's id. */
 export async function runJob(db: TestDb, job: string, date: string): Promise<string> {

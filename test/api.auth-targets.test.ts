@@ -1,8 +1,18 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { registerTestModel, request, runJob, startApi, type RunningApi } from './api-helpers.js';
-import { cli, createTestDb, featureNames, jobSpec, seedFeatures, waitFor, writeJob, type TestDb } from './helpers.js';
+import { request, runJob, startApi, type RunningApi } from './api-helpers.js';
+import {
+  cli,
+  createTestDb,
+  featureNames,
+  jobSpec,
+  seedFeatures,
+  waitFor,
+  writeJob,
+  type TestDb,
+  registerModel,
+} from './helpers.js';
 
 const DATE = '2026-11-20';
 
@@ -74,7 +84,7 @@ describe('API auth: every route, every form of request target', () => {
   let onlyA = '';
   before(async () => {
     db = await createTestDb('api_auth_targets');
-    await registerTestModel(db, 'lin', 'linear-float32');
+    await registerModel(db, 'lin', 'linear-float32');
     await seedFeatures(db.pool, 'feats', { rows: 100, features: 4, date: DATE });
     for (const job of ['job-a', 'job-b']) {
       writeJob(db, jobSpec(job, 'lin@champion', 'feats', featureNames(4)));
@@ -156,7 +166,7 @@ describe('API auth modes and the ops port', () => {
   let db: TestDb;
   before(async () => {
     db = await createTestDb('api_auth_modes');
-    await registerTestModel(db, 'lin', 'linear-float32');
+    await registerModel(db, 'lin', 'linear-float32');
     await seedFeatures(db.pool, 'feats', { rows: 10, features: 4, date: DATE });
     writeJob(db, jobSpec('job-a', 'lin@champion', 'feats', featureNames(4)));
     await runJob(db, 'job-a', DATE);

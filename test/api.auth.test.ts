@@ -2,20 +2,20 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
-import { registerTestModel, request, runJob, startApi, type RunningApi } from './api-helpers.js';
-import { cli, createTestDb, featureNames, jobSpec, seedFeatures, writeJob, type TestDb } from './helpers.js';
+import { request, runJob, startApi, type RunningApi } from './api-helpers.js';
+import {
+  cli,
+  createTestDb,
+  featureNames,
+  jobSpec,
+  seedFeatures,
+  writeJob,
+  type TestDb,
+  registerModel,
+  waitFor,
+} from './helpers.js';
 
 const DATE = '2026-11-20';
-
-/** Polls `check` until it returns true; fails after `ms`. Returns the time it took. */
-async function within(ms: number, what: string, check: () => Promise<boolean>): Promise<number> {
-  const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > ms) assert.fail(`${what}: not within ${ms} ms`);
-    await sleep(20);
-  }
-  return Date.now() - started;
-}
 
 /** Bearer tokens: created, scoped and revoked with `prescore tokens`, enforced by a running API. */
 describe('API tokens', () => {
@@ -25,7 +25,7 @@ describe('API tokens', () => {
   const secrets: Record<string, string> = {};
   before(async () => {
     db = await createTestDb('api_auth');
-    await registerTestModel(db, 'lin', 'linear-float32');
+    await registerModel(db, 'lin', 'linear-float32');
     await seedFeatures(db.pool, 'feats', { rows: 1000, features: 4, date: DATE });
     for (const job of ['job-a', 'job-b']) {
       writeJob(db, jobSpec(job, 'lin@champion', 'feats', featureNames(4)));
@@ -65,8 +65,7 @@ describe('API tokens', () => {
 
   test('once a token exists, /v1 and /metrics need it: 401 without or with a wrong one; /healthz and a bare /readyz stay open', async () => {
     await create('all');
-    const ms = await within(2000, 'the API should require the new token', async () => (await get('job-a')).status === 401);
-    assert.ok(ms < 2000);
+    await waitFor('the API to require the new token', async () => (await get('job-a')).status === 401, 2000);
     const denied = [
       await get('job-a'),
       await get('job-a', 'psk_wrong'),
@@ -99,7 +98,7 @@ describe('API tokens', () => {
 
   test('a token scoped to jobs gets 403 for the others', async () => {
     await create('only-a', ['job-a']);
-    await within(2000, 'the scoped token should be known', async () => (await get('job-a', secrets['only-a'])).status === 200);
+    await waitFor('the scoped token should be known', async () => (await get('job-a', secrets['only-a'])).status === 200, 2000);
     assert.equal((await post('job-a', secrets['only-a'])).status, 200);
     for (const r of [
       await get('job-b', secrets['only-a']),
@@ -140,12 +139,7 @@ describe('API tokens', () => {
     const r = await cli(db, ['tokens', 'revoke', ids.all!]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.trim(), `revoked token ${ids.all}`);
-    const ms = await within(
-      2000,
-      'the revoked token should be refused',
-      async () => (await get('job-a', secrets.all)).status === 401,
-    );
-    assert.ok(ms < 2000);
+    await waitFor('the revoked token to be refused', async () => (await get('job-a', secrets.all)).status === 401, 2000);
     assert.equal((await get('job-a', secrets['only-a'])).status, 200, 'the other token still works');
     const again = await cli(db, ['tokens', 'revoke', ids.all!]);
     assert.equal(again.code, 0);
@@ -170,7 +164,11 @@ describe('API tokens', () => {
   test('with every token revoked the API stays closed: revoking the last token opens nothing', async () => {
     const r = await cli(db, ['tokens', 'revoke', ids['only-a']!]);
     assert.equal(r.code, 0, r.stderr);
-    await within(2000, 'the revoked token should be refused', async () => (await get('job-a', secrets['only-a'])).status === 401);
+    await waitFor(
+      'the revoked token should be refused',
+      async () => (await get('job-a', secrets['only-a'])).status === 401,
+      2000,
+    );
     await sleep(300);
     for (const res of [await get('job-a'), await get('job-b'), await post('job-b'), await request(server.base, '/metrics')]) {
       assert.equal(res.status, 401, res.text);

@@ -1,17 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import {
-  registerTestModel,
-  request,
-  runJob,
-  startApi,
-  storedRows,
-  type Item,
-  type RunningApi,
-  type StoredRow,
-} from './api-helpers.js';
+import { request, runJob, startApi, storedRows, type Item, type RunningApi, type StoredRow } from './api-helpers.js';
 import { Lookup } from '../src/api/lookup.js';
-import { createTestDb, featureNames, jobSpec, seedFeatures, writeJob, type TestDb } from './helpers.js';
+import { createTestDb, featureNames, jobSpec, seedFeatures, writeJob, type TestDb, registerModel } from './helpers.js';
 
 const D1 = '2026-11-20';
 const D2 = '2026-11-21';
@@ -31,7 +22,7 @@ describe('batch lookups', () => {
   const stored: Record<string, Map<string, StoredRow>> = {};
   before(async () => {
     db = await createTestDb('api_batch');
-    await registerTestModel(db, 'lin', 'linear-float32');
+    await registerModel(db, 'lin', 'linear-float32');
     await seedFeatures(db.pool, 'feats', { rows: ROWS, features: 4, date: D1 });
     await seedFeatures(db.pool, 'feats', { rows: ROWS, features: 4, date: D2, salt: 2 });
     writeJob(db, jobSpec('batch-job', 'lin@champion', 'feats', featureNames(4)));

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { registerTestModel, request, runJob, startApi, type RunningApi } from './api-helpers.js';
-import { cli, createTestDb, featureNames, jobSpec, seedFeatures, writeJob, type TestDb } from './helpers.js';
+import { request, runJob, startApi, type RunningApi } from './api-helpers.js';
+import { cli, createTestDb, featureNames, jobSpec, seedFeatures, writeJob, type TestDb, registerModel } from './helpers.js';
 
 const DATE = '2026-11-20';
 
@@ -193,7 +193,7 @@ describe('malformed requests', () => {
   let server: RunningApi;
   before(async () => {
     db = await createTestDb('api_errors');
-    await registerTestModel(db, 'lin', 'linear-float32');
+    await registerModel(db, 'lin', 'linear-float32');
     await seedFeatures(db.pool, 'feats', { rows: 1000, features: 4, date: DATE });
     writeJob(db, jobSpec('errs', 'lin@champion', 'feats', featureNames(4)));
     await runJob(db, 'errs', DATE);

@@ -6,7 +6,6 @@ import { linearModel, multiclassModel } from './fixtures/models.js';
 import { packageRoot } from '../src/paths.js';
 import {
   assertNoConnections,
-  registerTestModel,
   request,
   runJob,
   startApi,
@@ -15,7 +14,17 @@ import {
   type RunningApi,
   type StoredRow,
 } from './api-helpers.js';
-import { assertClose, createTestDb, featureNames, jobSpec, seedFeatures, sourceRows, writeJob, type TestDb } from './helpers.js';
+import {
+  assertClose,
+  createTestDb,
+  featureNames,
+  jobSpec,
+  seedFeatures,
+  sourceRows,
+  writeJob,
+  type TestDb,
+  registerModel,
+} from './helpers.js';
 
 const D1 = '2026-11-20';
 const D2 = '2026-11-21';
@@ -30,8 +39,8 @@ describe('GET /v1/predictions/:job/:key', () => {
   let textRun: string;
   before(async () => {
     db = await createTestDb('api_get');
-    await registerTestModel(db, 'lin', 'linear-float32');
-    await registerTestModel(db, 'multi', 'multiclass');
+    await registerModel(db, 'lin', 'linear-float32');
+    await registerModel(db, 'multi', 'multiclass');
     // Key 1 is the largest bigint; D2 has fewer keys than D1, and its key 5 is rejected.
     const keyExpr = `CASE WHEN g = 1 THEN ${BIG} ELSE g END`;
     await seedFeatures(db.pool, 'feats', { rows: 300, features: 4, date: D1, keyExpr });

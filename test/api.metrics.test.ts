@@ -1,10 +1,19 @@
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { after, before, describe, test } from 'node:test';
 import { PUBLISH_CHANNEL } from '../src/db/sql/serving.js';
-import { API_POOL_NAME, registerTestModel, request, runJob, startApi, type RunningApi } from './api-helpers.js';
-import { ADMIN_URL, createTestDb, featureNames, jobSpec, seedFeatures, writeJob, type TestDb } from './helpers.js';
+import { API_POOL_NAME, request, runJob, startApi, type RunningApi } from './api-helpers.js';
+import {
+  ADMIN_URL,
+  createTestDb,
+  featureNames,
+  jobSpec,
+  seedFeatures,
+  writeJob,
+  type TestDb,
+  registerModel,
+  waitFor,
+} from './helpers.js';
 
 const D0 = '2026-11-19';
 const D1 = '2026-11-20';
@@ -24,14 +33,6 @@ function sample(text: string, name: string, labels: Record<string, string> = {})
   return undefined;
 }
 
-async function until(ms: number, what: string, check: () => Promise<boolean>): Promise<void> {
-  const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > ms) assert.fail(`${what}: not within ${ms} ms`);
-    await sleep(25);
-  }
-}
-
 /** /healthz, /readyz and /metrics. */
 describe('health and metrics', () => {
   let db: TestDb;
@@ -39,7 +40,7 @@ describe('health and metrics', () => {
   let run1: string;
   before(async () => {
     db = await createTestDb('api_metrics');
-    await registerTestModel(db, 'lin', 'linear-float32');
+    await registerModel(db, 'lin', 'linear-float32');
     await seedFeatures(db.pool, 'feats', { rows: 1000, features: 4, date: D1 });
     await seedFeatures(db.pool, 'feats', { rows: 1000, features: 4, date: D0 });
     writeJob(db, jobSpec('m-job', 'lin@champion', 'feats', featureNames(4)));
@@ -104,11 +105,11 @@ describe('health and metrics', () => {
     await db.pool.query(`UPDATE prescore.runs SET published_at = now() - interval '2 days' WHERE id = $1`, [run1]);
     // ...and an OLDER date published just now does not make the job look fresh.
     await runJob(db, 'm-job', D0);
-    await until(2000, 'the age should be two days', async () => Math.abs((await age()) - 2 * 86400) < 5);
+    await waitFor('the age should be two days', async () => Math.abs((await age()) - 2 * 86400) < 5, 2000);
     // A new run of the newest date does.
     await db.pool.query('SELECT pg_notify($1, $2)', [PUBLISH_CHANNEL, 'not json: reload everything']);
     await runJob(db, 'm-job', D1);
-    await until(2000, 'the age should be fresh again', async () => (await age()) < 5);
+    await waitFor('the age should be fresh again', async () => (await age()) < 5, 2000);
   });
 
   test('/readyz is 503 while a migration is missing', async () => {
@@ -139,7 +140,7 @@ describe('health and metrics', () => {
         `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND application_name LIKE $2`,
         [db.name, `${API_POOL_NAME}%`],
       );
-      await until(2000, 'the listener should notice', async () => !server.api.listener.connected);
+      await waitFor('the listener should notice', async () => !server.api.listener.connected, 2000);
       const ready = await request<{ ready: boolean; error: string }>(server.base, '/readyz');
       assert.equal(ready.status, 503);
       assert.match(ready.body.error, /^database unreachable: /);
@@ -151,8 +152,8 @@ describe('health and metrics', () => {
       await admin.query(`ALTER DATABASE ${db.name} ALLOW_CONNECTIONS true`);
       await admin.end();
     }
-    await until(6000, 'ready again', async () => (await request(server.base, '/readyz')).status === 200);
+    await waitFor('ready again', async () => (await request(server.base, '/readyz')).status === 200, 6000);
     assert.equal((await request(server.base, '/v1/predictions/m-job/1')).status, 200);
-    await until(6000, 'LISTEN again', async () => server.api.listener.connected);
+    await waitFor('LISTEN again', async () => server.api.listener.connected, 6000);
   });
 });

@@ -4,7 +4,6 @@ import { after, before, describe, test } from 'node:test';
 import { partitionName } from '../src/db/sql/partitions.js';
 import {
   API_POOL_NAME,
-  registerTestModel,
   request,
   runJob,
   startApi,
@@ -13,7 +12,7 @@ import {
   type RunningApi,
   type StoredRow,
 } from './api-helpers.js';
-import { cli, createTestDb, featureNames, jobSpec, seedFeatures, writeJob, type TestDb } from './helpers.js';
+import { cli, createTestDb, featureNames, jobSpec, seedFeatures, writeJob, type TestDb, registerModel } from './helpers.js';
 
 const D1 = '2026-11-20';
 const D2 = '2026-11-21';
@@ -37,7 +36,7 @@ describe('publish under load', () => {
   let run1: string;
   before(async () => {
     db = await createTestDb('api_switch');
-    await registerTestModel(db, 'lin', 'linear-float32');
+    await registerModel(db, 'lin', 'linear-float32');
     await seedFeatures(db.pool, 'feats', { rows: ROWS, features: 4, date: D1 });
     // keepRuns 1: the replaced run's partition is detached and dropped right after the publish.
     writeJob(db, jobSpec('switch', 'lin@champion', 'feats', featureNames(4), { keepRuns: 1 }));

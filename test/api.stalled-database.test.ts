@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { registerTestModel, request, runJob, startApi, type RunningApi } from './api-helpers.js';
-import { createTestDb, featureNames, jobSpec, seedFeatures, waitFor, writeJob, type TestDb } from './helpers.js';
+import { request, runJob, startApi, type RunningApi } from './api-helpers.js';
+import { createTestDb, featureNames, jobSpec, seedFeatures, waitFor, writeJob, type TestDb, registerModel } from './helpers.js';
 
 const DATE = '2026-11-20';
 
@@ -74,7 +74,7 @@ describe('API with a stalled database', () => {
   let server: RunningApi;
   before(async () => {
     db = await createTestDb('api_stall');
-    await registerTestModel(db, 'lin', 'linear-float32');
+    await registerModel(db, 'lin', 'linear-float32');
     await seedFeatures(db.pool, 'feats', { rows: 1000, features: 4, date: DATE });
     writeJob(db, jobSpec('stall', 'lin@champion', 'feats', featureNames(4)));
     await runJob(db, 'stall', DATE);
