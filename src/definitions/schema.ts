@@ -23,6 +23,9 @@ function validCron(expr: string): boolean {
   }
 }
 
+/** Generous: a chunk of 50,000 rows takes seconds; one of a million rows of a big model, minutes. */
+export const DEFAULT_CHUNK_TIMEOUT_SECONDS = 900;
+
 export const jobSchema = z
   .object({
     name,
@@ -63,6 +66,11 @@ export const jobSchema = z
       .strict()
       .optional(),
     chunkRows: z.number().int().min(1000).max(1_000_000).default(50_000),
+    /**
+     * A chunk not done after this long (a model that never returns, a database that hangs
+     * without an error) is abandoned, its writes rolled back, and retried like a transient failure.
+     */
+    chunkTimeoutSeconds: z.number().int().min(5).max(86_400).default(DEFAULT_CHUNK_TIMEOUT_SECONDS),
     onBadRow: z.enum(['reject', 'fail']).default('reject'),
     maxRejectRate: z.number().min(0).max(1).default(0.05),
     keepRuns: z.number().int().min(1).max(100).default(2),

@@ -1,7 +1,9 @@
 import type { RecordBatch } from 'apache-arrow';
+import pg from 'pg';
 import { BadRowError, InputError, RunError, errorMessage } from '../errors.js';
 import type { Pool, PoolClient } from '../db/pool.js';
 import type { ResolvedJob } from '../definitions/check.js';
+import { DEFAULT_CHUNK_TIMEOUT_SECONDS } from '../definitions/schema.js';
 import type { InferencePool } from '../inference/pool.js';
 import type { InferResult } from '../inference/protocol.js';
 import { mappedOutputs } from '../models/output.js';
@@ -62,7 +64,15 @@ export async function executeChunk(
   let sink: PredictionWriter | undefined;
   let broken: Error | undefined;
   const timings: StageTimings = { read: 0, inferWait: 0, write: 0, commit: 0 };
-  try {
+  const timeoutSeconds = job.spec.chunkTimeoutSeconds ?? DEFAULT_CHUNK_TIMEOUT_SECONDS;
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new ChunkTimeout(`not done after ${timeoutSeconds} s (chunkTimeoutSeconds); abandoned, to be retried`)),
+      timeoutSeconds * 1000,
+    );
+  });
+  const work = async (): Promise<ChunkResult> => {
     await writer.query('BEGIN');
     // The chunk row lock serialises duplicate deliveries: the second waits, then sees 'done'.
     const lock = await lockChunk(writer, task.runId, task.chunkNo);
@@ -144,10 +154,22 @@ export async function executeChunk(
     await writer.query('COMMIT');
     timings.commit = performance.now() - commitStart;
     return { status: 'done', read, written, rejected: rejects.length, timings };
+  };
+  const running = work();
+  try {
+    return await Promise.race([running, deadline]);
   } catch (err) {
     broken ??= err as Error;
-    await sink?.abort(broken);
-    await writer.query('ROLLBACK').catch(() => undefined);
+    if (err instanceof ChunkTimeout) {
+      // Whatever hangs (a query, a COPY waiting on a lock or on us, the socket itself): both
+      // backends are terminated (a COPY waiting for input ignores a cancel), so the attempt's
+      // writes roll back, never commit, and its chunk lock is released for the retry.
+      running.catch(() => undefined);
+      await terminateBackends(pool, [writer, reader]);
+    } else {
+      await sink?.abort(broken);
+      await writer.query('ROLLBACK').catch(() => undefined);
+    }
     const range = describeRange(task.lo, task.hi);
     const cause =
       err instanceof BadRowError
@@ -158,8 +180,28 @@ export async function executeChunk(
     const message = `job ${job.name} ${task.date}: chunk ${task.chunkNo} (keys ${range}) of run ${task.runId} failed: ${cause}`;
     throw ErrorClass === InputError ? new InputError(message, { cause: err }) : new RunError(task.runId, message, { cause: err });
   } finally {
+    clearTimeout(timer);
     // A client left mid-COPY is destroyed, not returned to the pool.
     writer.release(broken);
     reader?.release(broken);
+  }
+}
+
+/** A chunk that ran past chunkTimeoutSeconds: transient, so the queue retries it. */
+class ChunkTimeout extends Error {}
+
+/** Ends these connections' backends, from a connection of its own (the pool may be full). */
+async function terminateBackends(pool: Pool, clients: (PoolClient | undefined)[]): Promise<void> {
+  const pids = clients.map((c) => (c as { processID?: number } | undefined)?.processID).filter((p) => typeof p === 'number');
+  if (pids.length === 0) return;
+  const admin = new pg.Client({ ...(pool.options as pg.ClientConfig), connectionTimeoutMillis: 5000 });
+  admin.on('error', () => undefined);
+  try {
+    await admin.connect();
+    await admin.query('SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid', [pids]);
+  } catch {
+    // Destroying the connections still ends their backends once they next read from them.
+  } finally {
+    await admin.end().catch(() => undefined);
   }
 }

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ActiveRunError, RunError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Pool } from '../db/pool.js';
@@ -32,6 +33,8 @@ export interface LocalRunOptions {
 
 /** A local run whose process stopped heartbeating this long ago is taken over by the next `run`. */
 const STALE_MS = 60_000;
+/** Attempts of a chunk whose failure was transient, in this process (the queue has its own). */
+const LOCAL_CHUNK_ATTEMPTS = 3;
 const HEARTBEAT_MS = 5_000;
 
 /**
@@ -103,23 +106,36 @@ export async function executeLocally(
     let failure: unknown;
     const stages: StageTimings = { read: 0, inferWait: 0, write: 0, commit: 0 };
     const chunksStart = performance.now();
+    const attempts = new Map<number, number>();
     const lane = async () => {
       for (let c = queue.shift(); c && failure === undefined; c = queue.shift()) {
+        let rows = 0;
         try {
           const task = { runId, date, job, model, chunkNo: c.chunkNo, lo: c.lo, hi: c.hi };
           const r = await executeChunk(pool, inference, task, (n) => {
+            rows += n;
             progress.rowsRead += n;
             options.onProgress?.(progress);
           });
           if (r.status === 'inactive') {
             const now = await getRun(pool, runId);
-            throw new RunError(runId, `run ${runId} was ${now?.status ?? 'removed'} while it ran; stopped`);
+            failure ??= new RunError(runId, `run ${runId} was ${now?.status ?? 'removed'} while it ran; stopped`);
+            continue;
           }
           for (const k of Object.keys(stages) as (keyof StageTimings)[]) stages[k] += r.timings[k];
           progress.chunksDone++;
           options.onProgress?.(progress);
         } catch (err) {
-          failure ??= err;
+          // Transient (a timeout, a connection lost): the chunk rolled back; try it again, as
+          // the queue would. Bad input or a model error fails the run at once.
+          const attempt = (attempts.get(c.chunkNo) ?? 0) + 1;
+          attempts.set(c.chunkNo, attempt);
+          if (err instanceof RunError && attempt < LOCAL_CHUNK_ATTEMPTS) {
+            progress.rowsRead -= rows;
+            log.warn({ runId, chunkNo: c.chunkNo, attempt, err: errorMessage(err) }, 'chunk failed; will retry');
+            await sleep(1000 * attempt);
+            queue.push(c);
+          } else failure ??= err;
         }
       }
     };
