@@ -7,6 +7,7 @@ import { HttpError, LookupUnavailable, errorMessage } from '../errors.js';
 import { NAME_RULE, isName } from '../names.js';
 import type { Logger } from '../log.js';
 import { PUBLISH_CHANNEL } from '../db/sql/serving.js';
+import { runReport } from './reports.js';
 import { Admission } from './admission.js';
 import { TokenCache, type AuthMode } from './auth.js';
 import { readiness } from './health.js';
@@ -211,6 +212,27 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     metrics.hits(job, hits);
     metrics.misses(job, keys.length - hits);
     return reply.type(JSON_TYPE).send(body);
+  });
+
+  // A run's drift report (what `prescore runs report --json` prints). The token must be allowed
+  // the run's job, which only the run itself names.
+  app.get<{ Params: { id: string }; Querystring: Record<string, unknown> }>('/v1/runs/:id/report', async (request, reply) => {
+    checkQuery(request.query, []);
+    const { id } = request.params;
+    if (!/^[1-9]\d{0,18}$/.test(id) || BigInt(id) > 9223372036854775807n) {
+      throw new HttpError(400, `run id must be a positive whole number (got "${id.slice(0, 40)}")`);
+    }
+    let found: Awaited<ReturnType<typeof runReport>>;
+    try {
+      found = await runReport(pool, id);
+    } catch (err) {
+      log.error({ err: errorMessage(err), runId: id }, 'report lookup failed');
+      throw new HttpError(503, 'the database is unavailable; retry later');
+    }
+    if (!found) throw new HttpError(404, `run ${id} does not exist`);
+    tokens.check(request.headers.authorization, found.run.job);
+    if (!found.report) throw new HttpError(404, `run ${id} has no report (it is ${found.run.status})`);
+    return reply.type(JSON_TYPE).send(JSON.stringify({ run: found.run, ...found.report }));
   });
 
   app.get('/healthz', { config: { access: 'public' } }, async () => ({ status: 'ok' }));

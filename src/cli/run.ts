@@ -23,6 +23,14 @@ export function summary(run: RunInfo): string {
   );
 }
 
+/** A held run is not published: the command fails, saying why and what to do. */
+export function heldError(run: RunInfo): RunError {
+  return new RunError(
+    run.id,
+    `run ${run.id} held, not published: ${run.heldReason ?? 'a quality gate'}; see prescore runs report ${run.id}, then prescore runs approve ${run.id} --reason "..." or runs reject ${run.id}`,
+  );
+}
+
 export function runCommand(program: Command): void {
   program
     .command('run <job>')
@@ -60,6 +68,7 @@ export function runCommand(program: Command): void {
             bar.stop();
             if (opts.json) printJson(run);
             else process.stdout.write(summary(run) + '\n');
+            if (run.status === 'held') throw heldError(run);
             if (run.status !== 'published')
               throw new RunError(run.id, `run ${run.id} ${run.status}: ${run.error ?? 'no error recorded'}`);
             return;
@@ -79,6 +88,7 @@ export function runCommand(program: Command): void {
             bar.stop();
             if (opts.json) printJson(run);
             else process.stdout.write(summary(run) + '\n');
+            if (run.status === 'held') throw heldError(run);
           } finally {
             bar.stop();
             await inference.close();

@@ -9,6 +9,11 @@ import { progressBar } from './progress.js';
 import { withEnqueuer } from './queueing.js';
 import { summary } from './run.js';
 import { formatCount, printJson, printTable, withContext } from './context.js';
+import { loadReport } from '../db/sql/profiles.js';
+import type { DriftReport } from '../profile/drift.js';
+import type { Breach } from '../profile/gates.js';
+import { approveRun, rejectRun, reviewer } from '../runs/review.js';
+import { renderReport } from './report.js';
 import { failRunsOnSignal } from './interrupt.js';
 import { integer, runId } from './options.js';
 
@@ -97,6 +102,47 @@ export function runsCommands(program: Command): void {
       await withContext(async ({ db, log }) => {
         const run = await cancelRun(db.pool, id, log);
         process.stdout.write(`run ${run.id} cancelled: ${run.job} ${run.date}\n`);
+      });
+    });
+  runs
+    .command('report')
+    .argument('<id>', 'run id', runId)
+    .description("a run's drift against its baseline: per feature and output, PSI, JS, means, NULL rates, the gates it broke")
+    .option('--json', 'machine-readable output')
+    .action(async (id: string, opts: { json?: boolean }) => {
+      await withContext(async ({ db }) => {
+        const stored = await loadReport<DriftReport, Breach>(db.pool, id);
+        if (!stored) {
+          const run = await getRun(db.pool, id);
+          if (!run) throw new InputError(`run ${id} does not exist: see prescore runs list`);
+          throw new InputError(`run ${id} has no report: it is ${run.status} (a report is made when a run finishes scoring)`);
+        }
+        if (opts.json) return printJson(stored);
+        process.stdout.write(renderReport(id, stored) + '\n');
+      });
+    });
+  runs
+    .command('approve')
+    .argument('<id>', 'run id', runId)
+    .description('publish a held run (recorded with who, when and why)')
+    .requiredOption('--reason <text>', 'why the drift is acceptable')
+    .option('--by <name>', 'who approves (default: the operating-system user)')
+    .action(async (id: string, opts: { reason: string; by?: string }) => {
+      await withContext(async ({ db, log }) => {
+        const run = await approveRun(db.pool, id, { by: reviewer(opts.by), reason: opts.reason }, log);
+        process.stdout.write(`${summary(run)}\n`);
+      });
+    });
+  runs
+    .command('reject')
+    .argument('<id>', 'run id', runId)
+    .description('drop a held run for good (the previous run keeps serving)')
+    .option('--reason <text>', 'why')
+    .option('--by <name>', 'who rejects (default: the operating-system user)')
+    .action(async (id: string, opts: { reason?: string; by?: string }) => {
+      await withContext(async ({ db, log }) => {
+        const run = await rejectRun(db.pool, id, { by: reviewer(opts.by), reason: opts.reason ?? null }, log);
+        process.stdout.write(`run ${run.id} rejected: ${run.job} ${run.date}\n`);
       });
     });
 }

@@ -2,6 +2,8 @@ import { ValidationError } from '../errors.js';
 import { withReadOnly, type Pool } from '../db/pool.js';
 import { parseQualifiedName, quoteIdent, type QualifiedName } from '../db/ident.js';
 import { fromClause, sourceQueryProblem, sourceStatement } from '../source/statement.js';
+import { namedProfile, runProfile } from '../db/sql/profiles.js';
+import type { ColumnProfile } from '../profile/profile.js';
 import { resolveOutputMapping, type OutputMapping } from '../models/output.js';
 import { resolveModel, type PinnedModel } from '../models/registry.js';
 import { NUMERIC_INPUT_TYPES, type InputType } from '../models/signature.js';
@@ -235,6 +237,8 @@ export async function resolveJob(pool: Pool, job: JobFile, options: { checkData?
     }
   }
 
+  problems.push(...(await baselineProblems(pool, spec)));
+
   if (problems.length > 0 || !model || !input || (!table && query === null) || !keyCol || !partKind) {
     throw new ValidationError(`job ${spec.name} (${job.file})`, problems);
   }
@@ -251,4 +255,30 @@ export async function resolveJob(pool: Pool, job: JobFile, options: { checkData?
     input,
     mapping,
   };
+}
+
+/** The job's `monitor.baseline` must exist and profile the job's features. */
+async function baselineProblems(pool: Pool, spec: JobFile['spec']): Promise<string[]> {
+  const baseline = spec.monitor.baseline;
+  if (baseline.startsWith('run:')) {
+    const id = baseline.slice(4);
+    if (!(await runProfile(pool, id))) {
+      return [`monitor.baseline: run ${id} has no profile (no such run, or it did not finish); pick a published run of this job`];
+    }
+    return [];
+  }
+  if (!baseline.startsWith('profile:')) return [];
+  const name = baseline.slice(8);
+  const profile = await namedProfile<ColumnProfile[]>(pool, name);
+  if (!profile) {
+    return [
+      `monitor.baseline: profile "${name}" does not exist; make it with prescore profiles create ${name} --job ${spec.name} --table <training table> (see prescore profiles list)`,
+    ];
+  }
+  const cols = profile.columns.filter((c) => c.kind === 'feature').map((c) => c.column);
+  const same = cols.length === spec.source.features.length && spec.source.features.every((f) => cols.includes(f));
+  if (same) return [];
+  return [
+    `monitor.baseline: profile "${name}" profiles ${cols.join(', ')} but the job's features are ${spec.source.features.join(', ')}; make the profile again from this job (prescore profiles delete ${name}, then create)`,
+  ];
 }

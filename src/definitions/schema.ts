@@ -1,6 +1,7 @@
 import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
 import { MAX_NAME_LENGTH, NAME_PATTERN, NAME_RULE } from '../names.js';
+import { GATES, type Gate, type GateName } from '../profile/gates.js';
 
 const name = z.string().max(MAX_NAME_LENGTH).regex(NAME_PATTERN, `must match ${NAME_RULE}`);
 const MODEL_REF = new RegExp(`^${NAME_PATTERN.source.slice(1, -1)}@${NAME_PATTERN.source.slice(1, -1)}$`);
@@ -21,6 +22,16 @@ function validCron(expr: string): boolean {
   } catch {
     return false;
   }
+}
+
+const BASELINE = new RegExp(`^(previous|run:[1-9][0-9]{0,18}|profile:${NAME_PATTERN.source.slice(1, -1)})$`);
+
+/** A gate: a threshold (blocking), or {threshold, action}. */
+function gate(max: number) {
+  const threshold = z.number().min(0).max(max);
+  return z
+    .union([threshold, z.object({ threshold, action: z.enum(['block', 'warn']).default('block') }).strict()])
+    .transform((v): Gate => (typeof v === 'number' ? { threshold: v, action: 'block' } : v));
 }
 
 /** Generous: a chunk of 50,000 rows takes seconds; one of a million rows of a big model, minutes. */
@@ -76,6 +87,27 @@ export const jobSchema = z
     keepRuns: z.number().int().min(1).max(100).default(2),
     /** Dates older than the newest published date minus this many days stop being served and are dropped. Unset: kept. */
     retainDays: z.number().int().min(1).max(36600).optional(),
+    monitor: z
+      .object({
+        /** What drift is measured against: the previous published run, a run, or a named profile. */
+        baseline: z
+          .string()
+          .regex(BASELINE, 'must be "previous", "run:<id>" or "profile:<name>" (see prescore profiles list)')
+          .default('previous'),
+      })
+      .strict()
+      .default({ baseline: 'previous' }),
+    /** Thresholds checked before publish (see profile/gates.ts); absent: DEFAULT_GATES, warn only. */
+    gates: z
+      .object(
+        Object.fromEntries(Object.entries(GATES).map(([name, g]) => [name, gate(g.max)])) as Record<
+          GateName,
+          ReturnType<typeof gate>
+        >,
+      )
+      .partial()
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -86,7 +118,12 @@ export function describeIssues(error: z.ZodError): string[] {
   return error.issues.map((issue) => {
     const field = issue.path.join('.') || '(file)';
     let message = issue.message;
-    if (issue.code === 'unrecognized_keys') message = `unknown field(s) ${issue.keys.join(', ')}`;
+    if (issue.code === 'unrecognized_keys') {
+      message =
+        issue.path[0] === 'gates'
+          ? `unknown gate(s) ${issue.keys.join(', ')}; the gates are ${Object.keys(GATES).join(', ')}`
+          : `unknown field(s) ${issue.keys.join(', ')}`;
+    }
     if (issue.code === 'invalid_type' && issue.message.includes('received undefined')) message = 'is required';
     if (issue.code === 'too_small' && issue.origin === 'number') message = `must be at least ${issue.minimum}`;
     if (issue.code === 'too_big' && issue.origin === 'number') message = `must be at most ${issue.maximum}`;

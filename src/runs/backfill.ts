@@ -21,7 +21,8 @@ export function backfillDates(from: string, to: string): string[] {
 }
 
 export type DateStart =
-  { date: string; skipped: 'published' | 'no rows' } | { date: string; runId: string; how: 'followed' | 'retried' | 'planned' };
+  | { date: string; skipped: 'published' | 'no rows' | 'held' }
+  | { date: string; runId: string; how: 'followed' | 'retried' | 'planned' };
 
 /**
  * Starts one date of a backfill, resuming rather than restarting: a published date is skipped
@@ -38,6 +39,8 @@ export async function startDate(
   const latest = await latestRun(pool, job.name, date);
   if (latest && (latest.status === 'running' || latest.status === 'finalizing'))
     return { date, runId: latest.id, how: 'followed' };
+  // Held for review: not retried as if it had failed (runs approve / runs reject decide it).
+  if (latest?.status === 'held' && !options.force) return { date, skipped: 'held' };
   if (latest?.status === 'failed') {
     // A failed run whose predictions were already dropped cannot resume: plan a new one.
     const retried = await retryRun(pool, latest.id).catch(() => undefined);

@@ -9,6 +9,7 @@ import type { InferResult } from '../inference/protocol.js';
 import { mappedOutputs } from '../models/output.js';
 import { lockChunk, markChunkDone, recordChunkError } from '../db/sql/chunks.js';
 import { insertRejects } from '../db/sql/rejects.js';
+import { ChunkProfiler } from '../profile/profile.js';
 import { PredictionWriter } from '../sink/writer.js';
 import { featureValues, keyColumn } from '../source/arrow.js';
 import type { FeatureStats, Reject } from '../source/decode.js';
@@ -87,6 +88,11 @@ export async function executeChunk(
     const rejects: Reject[] = [];
     let read = 0;
     const outputs = mappedOutputs(job.mapping);
+    // Drift profiles in the same pass: every scored row's features and stored outputs.
+    const profiler = new ChunkProfiler(
+      job.features.map((f) => f.name),
+      job.mapping,
+    );
 
     const score = (batch: RecordBatch): Promise<InferResult> | null =>
       batch.numRows === 0
@@ -119,6 +125,7 @@ export async function executeChunk(
       }
       timings.inferWait += performance.now() - t;
       t = performance.now();
+      profiler.addOutputs(result, batch.numRows);
       await copyIn.write(keyColumn(batch), batch.numRows, result);
       timings.write += performance.now() - t;
     };
@@ -134,6 +141,7 @@ export async function executeChunk(
         const item = next.value;
         read += item.read;
         rejects.push(...item.rejects);
+        profiler.addFeatures(featureValues(item.batch), item.batch.numRows);
         const pending = score(item.batch);
         pending?.catch(() => undefined); // awaited in write(); avoid an unhandled rejection meanwhile
         if (previous) await write(previous.batch, previous.pending);
@@ -149,8 +157,8 @@ export async function executeChunk(
     await sink.finish();
     const written = sink.written;
     await insertRejects(writer, task.runId, rejects);
-    const featureStats = (stats.value ?? []).map((s, i) => ({ feature: job.features[i]!.name, ...s }));
-    await markChunkDone(writer, task.runId, task.chunkNo, { read, written, rejected: rejects.length }, featureStats);
+    const profiles = profiler.finish(stats.value);
+    await markChunkDone(writer, task.runId, task.chunkNo, { read, written, rejected: rejects.length }, profiles);
     await writer.query('COMMIT');
     timings.commit = performance.now() - commitStart;
     return { status: 'done', read, written, rejected: rejects.length, timings };

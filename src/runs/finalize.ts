@@ -2,15 +2,17 @@ import { withTransaction, type Pool } from '../db/pool.js';
 import { chunkStats, chunkTotals } from '../db/sql/chunks.js';
 import { analyzePartition, countPartition, duplicateKey, indexPartition, isDuplicateKey } from '../db/sql/partitions.js';
 import { sampleRejects } from '../db/sql/rejects.js';
-import { markFinalizing, runForFinalize } from '../db/sql/runs.js';
+import { markFinalizing, markHeld, runForFinalize } from '../db/sql/runs.js';
+import type { Gates } from '../profile/gates.js';
+import type { ColumnProfile } from '../profile/profile.js';
+import { featureSummaries, gateRun } from './gate.js';
 import { InputError, RunError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { publishRun } from '../sink/publish.js';
 import { dropExpired, dropOldDates } from '../sink/retention.js';
-import { summarizeFeatures, type ChunkFeatureStats } from '../source/stats.js';
 
 interface FinalizeSpec {
-  spec: { maxRejectRate: number; keepRuns: number; retainDays?: number };
+  spec: { maxRejectRate: number; keepRuns: number; retainDays?: number; monitor?: { baseline: string }; gates?: Gates };
 }
 
 /**
@@ -25,7 +27,8 @@ interface FinalizeSpec {
 export async function finalizeRun(pool: Pool, runId: string, log: Logger): Promise<void> {
   const info = await runForFinalize<FinalizeSpec>(pool, runId);
   if (!info) throw new RunError(runId, `run ${runId} does not exist`);
-  if (info.status === 'published') return;
+  // Done already: published by a racing finalize, or held for a person to review.
+  if (info.status === 'published' || info.status === 'held') return;
   if (info.status !== 'running' && info.status !== 'finalizing') {
     throw new RunError(runId, `run ${runId} is ${info.status}; only a running run can be published`);
   }
@@ -62,17 +65,49 @@ export async function finalizeRun(pool: Pool, runId: string, log: Logger): Promi
   if (stored !== t.written) {
     throw new RunError(runId, `${where}: the run's table holds ${stored} rows but its chunks wrote ${t.written}`);
   }
-  const features = summarizeFeatures(await chunkStats<ChunkFeatureStats[]>(pool, runId));
+  const gate = await gateRun(
+    pool,
+    {
+      id: runId,
+      job: info.job,
+      rowsRead: t.read,
+      baseline: info.spec.spec.monitor?.baseline ?? 'previous',
+      gates: info.spec.spec.gates,
+    },
+    await chunkStats<ColumnProfile[]>(pool, runId),
+    log,
+  );
+  if (gate.held !== null) {
+    await markHeld(pool, runId, gate.held);
+    log.warn({ runId, job: info.job, date: info.date, gates: gate.held }, 'held: a quality gate blocks publishing');
+    return;
+  }
+  await publish(pool, log, { runId, job: info.job, date: info.date, totals: t, profiles: gate.profiles, keepRuns, retainDays });
+}
 
+/** Publishes a run that passed its checks (or was approved), then applies retention. */
+export async function publish(
+  pool: Pool,
+  log: Logger,
+  p: {
+    runId: string;
+    job: string;
+    date: string;
+    totals: { read: number; written: number; rejected: number };
+    profiles: ColumnProfile[];
+    keepRuns: number;
+    retainDays?: number;
+  },
+): Promise<void> {
   const previous = await publishRun(pool, {
-    runId,
-    job: info.job,
-    date: info.date,
-    totals: { read: t.read, written: t.written, rejected: t.rejected },
-    features,
+    runId: p.runId,
+    job: p.job,
+    date: p.date,
+    totals: { read: p.totals.read, written: p.totals.written, rejected: p.totals.rejected },
+    features: featureSummaries(p.profiles),
   });
   if (previous === 'already') return;
-  log.info({ runId, job: info.job, date: info.date, previous }, 'published');
-  await dropExpired(pool, info.job, info.date, keepRuns, log);
-  if (retainDays !== undefined) await dropOldDates(pool, info.job, retainDays, log);
+  log.info({ runId: p.runId, job: p.job, date: p.date, previous }, 'published');
+  await dropExpired(pool, p.job, p.date, p.keepRuns, log);
+  if (p.retainDays !== undefined) await dropOldDates(pool, p.job, p.retainDays, log);
 }

@@ -22,11 +22,18 @@ export interface RunInfo {
   durationMs: number | null;
   rowsPerSecond: number | null;
   error: string | null;
+  /** Held: the blocking quality gates it broke (`featurePsi 0.41 > 0.25 on f3 (block)`). */
+  heldReason: string | null;
+  /** A held run's review: who approved or rejected it, when, and why. */
+  reviewedBy: string | null;
+  reviewedAt: string | null;
+  reviewReason: string | null;
 }
 
 const SELECT_RUN = `
   SELECT r.id::text, r.job, r.date::text, r.status, r.trigger, r.model_name, r.model_version,
          r.rows_planned, r.chunks, r.error, r.started_at, r.finished_at, r.published_at,
+         r.held_reason, r.reviewed_by, r.reviewed_at, r.review_reason,
          coalesce(c.read, 0) AS read, coalesce(c.written, 0) AS written, coalesce(c.rejected, 0) AS rejected,
          coalesce(c.done, 0) AS done
     FROM prescore.runs r
@@ -49,6 +56,10 @@ interface RunRow {
   started_at: Date;
   finished_at: Date | null;
   published_at: Date | null;
+  held_reason: string | null;
+  reviewed_by: string | null;
+  reviewed_at: Date | null;
+  review_reason: string | null;
   read: string;
   written: string;
   rejected: string;
@@ -78,6 +89,10 @@ function toInfo(r: RunRow): RunInfo {
     durationMs,
     rowsPerSecond: durationMs ? Math.round((read / durationMs) * 1000) : null,
     error: r.error,
+    heldReason: r.held_reason,
+    reviewedBy: r.reviewed_by,
+    reviewedAt: r.reviewed_at?.toISOString() ?? null,
+    reviewReason: r.review_reason,
   };
 }
 

@@ -5,13 +5,24 @@ import type { Queryable } from '../pool.js';
 /**
  * The run ledger, `prescore.runs`: every statement on it, and the names of its states.
  * A run is `running` (chunks being scored), then `finalizing`, then `published` (serving)
- * and later `superseded`; or it ends `failed` or `cancelled`. At most one run of a (job, date)
+ * and later `superseded`; or it ends `failed` or `cancelled`; or it breaks a blocking quality
+ * gate and is `held` until a person approves it (then published) or rejects it (`rejected`). At most one run of a (job, date)
  * is active, by a partial unique index over ACTIVE (migrations/001_init.sql).
  */
-export const RUN_STATUSES = ['running', 'finalizing', 'published', 'superseded', 'failed', 'cancelled'] as const;
+export const RUN_STATUSES = [
+  'running',
+  'finalizing',
+  'published',
+  'superseded',
+  'failed',
+  'cancelled',
+  'held',
+  'rejected',
+] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];
 export const ACTIVE: readonly RunStatus[] = ['running', 'finalizing'];
-export const TERMINAL: ReadonlySet<RunStatus> = new Set(['published', 'superseded', 'failed', 'cancelled']);
+/** A run in these states is done with (held waits for a person, not for a process). */
+export const TERMINAL: ReadonlySet<RunStatus> = new Set(['published', 'superseded', 'failed', 'cancelled', 'held', 'rejected']);
 
 /** An SQL list of status literals, e.g. `('running', 'finalizing')`: constants only, never input. */
 function list(statuses: readonly RunStatus[]): string {
@@ -209,6 +220,32 @@ export async function markPublished(
       WHERE id = $1::bigint`,
     [id, totals.read, totals.written, totals.rejected],
   );
+}
+
+/** A run that broke a blocking gate: not published; it waits for `runs approve` or `runs reject`. */
+export async function markHeld(db: Queryable, id: string, reason: string): Promise<void> {
+  await db.query(
+    `UPDATE prescore.runs SET status = 'held', held_reason = $2, finished_at = now() WHERE id = $1::bigint AND status = 'finalizing'`,
+    [id, reason],
+  );
+}
+
+/**
+ * Records a review of a held run and moves it on: to finalizing (approved, to be published)
+ * or rejected. False when the run is not held.
+ */
+export async function markReviewed(
+  db: Queryable,
+  id: string,
+  review: { approved: boolean; by: string; reason: string | null },
+): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `UPDATE prescore.runs SET status = $2, reviewed_by = $3, reviewed_at = now(), review_reason = $4,
+            finished_at = CASE WHEN $2 = 'rejected' THEN now() ELSE finished_at END
+      WHERE id = $1::bigint AND status = 'held'`,
+    [id, review.approved ? 'finalizing' : 'rejected', review.by, review.reason],
+  );
+  return (rowCount ?? 0) > 0;
 }
 
 export async function markSuperseded(db: Queryable, id: string): Promise<void> {
