@@ -9,6 +9,9 @@ ALTER TABLE prescore.runs
   ADD COLUMN reviewed_at     timestamptz,
   ADD COLUMN review_reason   text;
 
+-- A chunk's profiles (profile/codec.ts), committed with its rows; merged at finalize.
+ALTER TABLE prescore.run_chunks ADD COLUMN profile bytea;
+
 -- Profiles: per column (feature, stored output, label) the count, NULLs, moments, min/max and
 -- a histogram on a fixed grid, all exactly mergeable. A run's own profile (run_id), or a named
 -- baseline made from training data (`prescore profiles create`).

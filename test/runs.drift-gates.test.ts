@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { ChunkProfiler, mergeProfiles, mean, type ColumnProfile } from '../src/profile/profile.js';
+import { mergeProfiles } from '../src/profile/codec.js';
+import { ChunkProfiler, mean, type ColumnProfile } from '../src/profile/profile.js';
 import { request, startApi, type RunningApi } from './api-helpers.js';
 import {
   cli,
@@ -102,9 +103,22 @@ describe('drift and quality gates', () => {
       [D2],
     );
     const values = new Float32Array(src.rows.flatMap((r) => [r.f0, r.f1, r.f2, r.f3]));
+    // What the reader counts of each feature, over the same rows.
+    const readerStats = (from: number, n: number) =>
+      [0, 1, 2, 3].map((f) => {
+        const col = Array.from({ length: n }, (_, r) => values[(from + r) * 4 + f]!);
+        return {
+          count: n,
+          nulls: 0,
+          sum: col.reduce((a, v) => a + v, 0),
+          sumSq: col.reduce((a, v) => a + v * v, 0),
+          min: Math.min(...col),
+          max: Math.max(...col),
+        };
+      });
     const single = new ChunkProfiler(featureNames(4), {});
     single.addFeatures(values, src.rows.length);
-    const onePass = single.finish(null);
+    const onePass = single.finish(readerStats(0, src.rows.length));
     for (const p of onePass) {
       const s = stored.find((c) => c.column === p.column)!;
       assert.deepEqual(s.hist, p.hist, `${p.column}: histogram`);
@@ -121,10 +135,15 @@ describe('drift and quality gates', () => {
         const n = Math.min(size, src.rows.length - i);
         const p = new ChunkProfiler(featureNames(4), {});
         p.addFeatures(values.slice(i * 4, (i + n) * 4), n);
-        profs.push(p.finish(null));
+        profs.push(p.finish(readerStats(i, n)));
       }
       const merged = mergeProfiles(profs);
-      for (const p of onePass) assert.deepEqual(merged.find((m) => m.column === p.column)!.hist, p.hist);
+      for (const p of onePass) {
+        const m = merged.find((x) => x.column === p.column)!;
+        assert.deepEqual(m.hist, p.hist);
+        assert.equal(m.count, p.count);
+        assert.ok(Math.abs(mean(m)! - mean(p)!) <= 1e-9 * Math.max(1, Math.abs(mean(p)!)));
+      }
     }
   });
 

@@ -259,6 +259,9 @@ export async function resolveJob(pool: Pool, job: JobFile, options: { checkData?
 
 /** The job's `monitor.baseline` must exist and profile the job's features. */
 async function baselineProblems(pool: Pool, spec: JobFile['spec']): Promise<string[]> {
+  if (!spec.monitor.profile && spec.gates !== undefined) {
+    return ['gates: need profiles, but monitor.profile is false; remove the gates or profile the job'];
+  }
   const baseline = spec.monitor.baseline;
   if (baseline.startsWith('run:')) {
     const id = baseline.slice(4);

@@ -94,9 +94,11 @@ export const jobSchema = z
           .string()
           .regex(BASELINE, 'must be "previous", "run:<id>" or "profile:<name>" (see prescore profiles list)')
           .default('previous'),
+        /** Profile features and outputs while scoring (false: no profiles, no drift, no gates). */
+        profile: z.boolean().default(true),
       })
       .strict()
-      .default({ baseline: 'previous' }),
+      .default({ baseline: 'previous', profile: true }),
     /** Thresholds checked before publish (see profile/gates.ts); absent: DEFAULT_GATES, warn only. */
     gates: z
       .object(

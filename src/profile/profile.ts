@@ -1,6 +1,6 @@
 import type { InferResult } from '../inference/protocol.js';
 import type { OutputMapping } from '../models/output.js';
-import { GridCounts, mergeSparse } from './grid.js';
+import { GridCounts, KEYS, SHIFT } from './grid.js';
 
 /**
  * The profile of one column of a run (a feature, the stored score, one element of the stored
@@ -23,6 +23,16 @@ export interface ColumnProfile {
   hist: [number, number][];
   /** Label counts, by label (up to MAX_CLASSES; the rest under OTHER). */
   classes?: [string, number][];
+}
+
+/** What the source reader counted of each feature: every value it read, NULLs apart. */
+export interface ReaderStats {
+  count: number;
+  nulls: number;
+  sum: number;
+  sumSq: number;
+  min: number;
+  max: number;
 }
 
 /** Elements of `outputs` profiled at most, and distinct labels counted at most. */
@@ -68,11 +78,49 @@ class Moments {
 }
 
 /**
+ * Grid counts of every float32 feature at once. The batch is row-major (the ONNX tensor's
+ * buffer): one pass in memory order, and the bucket is the float's bits shifted (an int32
+ * view), about 1 ns a value. The moments come from the reader, which saw every value already.
+ */
+class DenseFeatures {
+  private readonly grids: Uint32Array;
+
+  constructor(private readonly width: number) {
+    this.grids = new Uint32Array(width * KEYS);
+  }
+
+  add(values: Float32Array, rows: number): void {
+    const { width, grids } = this;
+    const bits = new Int32Array(values.buffer, values.byteOffset, rows * width);
+    for (let r = 0, i = 0; r < rows; r++) {
+      for (let f = 0, base = KEYS / 2; f < width; f++, i++, base += KEYS) grids[base + (bits[i]! >> SHIFT)]!++;
+    }
+  }
+
+  /** Feature f's histogram, with the shifted int32 turned into the monotonic grid key. */
+  hist(f: number): [number, number][] {
+    const grid = this.grids.subarray(f * KEYS, (f + 1) * KEYS);
+    const neg: [number, number][] = [];
+    const pos: [number, number][] = [];
+    for (let idx = 0; idx < KEYS; idx++) {
+      const c = grid[idx];
+      if (!c) continue;
+      const s = idx - KEYS / 2;
+      if (s >= 0) pos.push([s, c]);
+      else neg.push([-s - (KEYS / 2 + 1), c]);
+    }
+    return [...neg.reverse(), ...pos];
+  }
+}
+
+/**
  * Profiles one chunk while it is scored: every feature value of every scored row, and every
  * stored output, in the same pass (no second read of the source).
  */
 export class ChunkProfiler {
   private readonly features: Moments[];
+  /** float32 features (the common case) go here instead: one pass over the batch, in memory order. */
+  private dense: DenseFeatures | null = null;
   private readonly score = new Moments();
   private outputs: Moments[] = [];
   private readonly classes = new Map<string, number>();
@@ -89,28 +137,8 @@ export class ChunkProfiler {
   addFeatures(values: Float32Array | Float64Array | BigInt64Array, rows: number): void {
     const width = this.featureNames.length;
     if (values instanceof Float32Array) {
-      // The hot path: moments from the floats, the histogram from their bits (no per-value store).
-      const bits = new Uint32Array(values.buffer, values.byteOffset, rows * width);
-      for (let f = 0; f < width; f++) {
-        const m = this.features[f]!;
-        let sum = 0;
-        let sumSq = 0;
-        let min = m.min;
-        let max = m.max;
-        for (let i = f, r = 0; r < rows; r++, i += width) {
-          const v = values[i]!;
-          sum += v;
-          sumSq += v * v;
-          if (v < min) min = v;
-          if (v > max) max = v;
-        }
-        m.count += rows;
-        m.sum += sum;
-        m.sumSq += sumSq;
-        m.min = min;
-        m.max = max;
-        m.grid.addFloat32(bits, f, width, rows);
-      }
+      this.dense ??= new DenseFeatures(width);
+      this.dense.add(values, rows);
       return;
     }
     for (let r = 0, i = 0; r < rows; r++) {
@@ -149,10 +177,22 @@ export class ChunkProfiler {
   }
 
   /** The chunk's profiles; `decoded` adds each feature's NULL/NaN/infinite count from the reader. */
-  finish(decoded: readonly { nulls: number }[] | null): ColumnProfile[] {
+  finish(decoded: readonly ReaderStats[] | null): ColumnProfile[] {
     const out = this.features.map((m, f) => {
       const p = m.profile(this.featureNames[f]!, 'feature');
-      p.nulls = decoded?.[f]?.nulls ?? 0;
+      const d = decoded?.[f];
+      if (this.dense && d) {
+        // float32 features: the histogram from the batches, the moments from the reader.
+        Object.assign(p, {
+          count: d.count,
+          sum: d.sum,
+          sumSq: d.sumSq,
+          min: d.count ? d.min : null,
+          max: d.count ? d.max : null,
+          hist: this.dense.hist(f),
+        });
+      }
+      p.nulls = d?.nulls ?? 0;
       return p;
     });
     if (this.mapping.score) out.push(this.score.profile('score', 'output'));
@@ -173,34 +213,6 @@ export class ChunkProfiler {
     }
     return out;
   }
-}
-
-/** Merges chunk profiles column by column: counts equal one pass over all the chunks' rows. */
-export function mergeProfiles(chunks: ColumnProfile[][]): ColumnProfile[] {
-  const byColumn = new Map<string, ColumnProfile[]>();
-  for (const list of chunks) for (const p of list) byColumn.set(p.column, [...(byColumn.get(p.column) ?? []), p]);
-  return [...byColumn.values()].map((parts) => {
-    const first = parts[0]!;
-    const mins = parts.map((p) => p.min).filter((v): v is number => v !== null);
-    const maxs = parts.map((p) => p.max).filter((v): v is number => v !== null);
-    const merged: ColumnProfile = {
-      column: first.column,
-      kind: first.kind,
-      count: parts.reduce((a, p) => a + p.count, 0),
-      nulls: parts.reduce((a, p) => a + p.nulls, 0),
-      sum: parts.reduce((a, p) => a + p.sum, 0),
-      sumSq: parts.reduce((a, p) => a + p.sumSq, 0),
-      min: mins.length ? Math.min(...mins) : null,
-      max: maxs.length ? Math.max(...maxs) : null,
-      hist: mergeSparse(parts.map((p) => p.hist)),
-    };
-    if (first.classes) {
-      const classes = new Map<string, number>();
-      for (const p of parts) for (const [k, c] of p.classes ?? []) classes.set(k, (classes.get(k) ?? 0) + c);
-      merged.classes = [...classes].sort((a, b) => (a[0] < b[0] ? -1 : 1));
-    }
-    return merged;
-  });
 }
 
 export function mean(p: ColumnProfile): number | null {

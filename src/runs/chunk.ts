@@ -9,6 +9,7 @@ import type { InferResult } from '../inference/protocol.js';
 import { mappedOutputs } from '../models/output.js';
 import { lockChunk, markChunkDone, recordChunkError } from '../db/sql/chunks.js';
 import { insertRejects } from '../db/sql/rejects.js';
+import { encodeProfiles } from '../profile/codec.js';
 import { ChunkProfiler } from '../profile/profile.js';
 import { PredictionWriter } from '../sink/writer.js';
 import { featureValues, keyColumn } from '../source/arrow.js';
@@ -89,10 +90,13 @@ export async function executeChunk(
     let read = 0;
     const outputs = mappedOutputs(job.mapping);
     // Drift profiles in the same pass: every scored row's features and stored outputs.
-    const profiler = new ChunkProfiler(
-      job.features.map((f) => f.name),
-      job.mapping,
-    );
+    const profiler =
+      job.spec.monitor?.profile === false
+        ? null
+        : new ChunkProfiler(
+            job.features.map((f) => f.name),
+            job.mapping,
+          );
 
     const score = (batch: RecordBatch): Promise<InferResult> | null =>
       batch.numRows === 0
@@ -125,7 +129,7 @@ export async function executeChunk(
       }
       timings.inferWait += performance.now() - t;
       t = performance.now();
-      profiler.addOutputs(result, batch.numRows);
+      profiler?.addOutputs(result, batch.numRows);
       await copyIn.write(keyColumn(batch), batch.numRows, result);
       timings.write += performance.now() - t;
     };
@@ -141,7 +145,7 @@ export async function executeChunk(
         const item = next.value;
         read += item.read;
         rejects.push(...item.rejects);
-        profiler.addFeatures(featureValues(item.batch), item.batch.numRows);
+        profiler?.addFeatures(featureValues(item.batch), item.batch.numRows);
         const pending = score(item.batch);
         pending?.catch(() => undefined); // awaited in write(); avoid an unhandled rejection meanwhile
         if (previous) await write(previous.batch, previous.pending);
@@ -157,8 +161,8 @@ export async function executeChunk(
     await sink.finish();
     const written = sink.written;
     await insertRejects(writer, task.runId, rejects);
-    const profiles = profiler.finish(stats.value);
-    await markChunkDone(writer, task.runId, task.chunkNo, { read, written, rejected: rejects.length }, profiles);
+    const profile = profiler ? encodeProfiles(profiler.finish(stats.value)) : null;
+    await markChunkDone(writer, task.runId, task.chunkNo, { read, written, rejected: rejects.length }, profile);
     await writer.query('COMMIT');
     timings.commit = performance.now() - commitStart;
     return { status: 'done', read, written, rejected: rejects.length, timings };

@@ -1,5 +1,5 @@
 import { withTransaction, type Pool } from '../db/pool.js';
-import { chunkStats, chunkTotals } from '../db/sql/chunks.js';
+import { chunkTotals } from '../db/sql/chunks.js';
 import { analyzePartition, countPartition, duplicateKey, indexPartition, isDuplicateKey } from '../db/sql/partitions.js';
 import { sampleRejects } from '../db/sql/rejects.js';
 import { markFinalizing, markHeld, runForFinalize } from '../db/sql/runs.js';
@@ -74,7 +74,6 @@ export async function finalizeRun(pool: Pool, runId: string, log: Logger): Promi
       baseline: info.spec.spec.monitor?.baseline ?? 'previous',
       gates: info.spec.spec.gates,
     },
-    await chunkStats<ColumnProfile[]>(pool, runId),
     log,
   );
   if (gate.held !== null) {

@@ -5,7 +5,9 @@ import type { Logger } from '../log.js';
 import { resolveBaseline } from '../profile/baseline.js';
 import { driftReport, type DriftReport } from '../profile/drift.js';
 import { DEFAULT_GATES, checkGates, describeBreach, type Breach, type Gates } from '../profile/gates.js';
-import { mean, mergeProfiles, stddev, type ColumnProfile } from '../profile/profile.js';
+import { mean, stddev, type ColumnProfile } from '../profile/profile.js';
+import { ProfileMerger, decodeProfiles } from '../profile/codec.js';
+import { forEachChunkProfile } from '../db/sql/chunks.js';
 
 export interface GateOutcome {
   profiles: ColumnProfile[];
@@ -23,11 +25,11 @@ export interface GateOutcome {
 export async function gateRun(
   pool: Pool,
   run: { id: string; job: string; rowsRead: number; baseline: string; gates: Gates | undefined },
-  chunkProfiles: ColumnProfile[][],
   log: Logger,
 ): Promise<GateOutcome> {
-  // Chunks scored before profiles existed stored bare feature sums: nothing to merge from those.
-  const profiles = mergeProfiles(chunkProfiles.map((list) => list.filter((p) => Array.isArray(p.hist))));
+  const merger = new ProfileMerger();
+  await forEachChunkProfile(pool, run.id, (buf) => merger.add(decodeProfiles(buf)));
+  const profiles = merger.result();
   await saveRunProfile(pool, run.id, run.job, run.rowsRead, profiles);
   const baseline = await resolveBaseline(pool, run.job, run.id, run.baseline);
   const previous = await previousPublished(pool, run.job, run.id);

@@ -65,13 +65,13 @@ export async function markChunkDone(
   runId: string,
   chunkNo: number,
   counts: { read: number; written: number; rejected: number },
-  stats: unknown,
+  profile: Buffer | null,
 ): Promise<void> {
   await db.query(
     `UPDATE prescore.run_chunks SET status = 'done', rows_read = $3, rows_written = $4, rows_rejected = $5,
-            stats = $6, attempts = attempts + 1, error = NULL, finished_at = now()
+            profile = $6, attempts = attempts + 1, error = NULL, finished_at = now()
       WHERE run_id = $1::bigint AND chunk_no = $2`,
-    [runId, chunkNo, counts.read, counts.written, counts.rejected, JSON.stringify(stats)],
+    [runId, chunkNo, counts.read, counts.written, counts.rejected, profile],
   );
 }
 
@@ -115,11 +115,17 @@ export async function chunkTotals(db: Queryable, runId: string): Promise<ChunkTo
   return { chunks: +r.chunks, done: +r.done, read: +r.read, written: +r.written, rejected: +r.rejected };
 }
 
-/** The per-chunk feature statistics, as each chunk stored them. */
-export async function chunkStats<Stats>(db: Queryable, runId: string): Promise<Stats[]> {
-  const { rows } = await db.query<{ stats: Stats }>(
-    'SELECT stats FROM prescore.run_chunks WHERE run_id = $1::bigint AND stats IS NOT NULL',
+/** Each chunk's stored profile, one chunk at a time (memory holds one, whatever their number). */
+export async function forEachChunkProfile(db: Queryable, runId: string, fn: (profile: Buffer) => void): Promise<void> {
+  const { rows } = await db.query<{ chunk_no: number }>(
+    'SELECT chunk_no FROM prescore.run_chunks WHERE run_id = $1::bigint AND profile IS NOT NULL ORDER BY chunk_no',
     [runId],
   );
-  return rows.map((r) => r.stats);
+  for (const { chunk_no } of rows) {
+    const one = await db.query<{ profile: Buffer }>(
+      'SELECT profile FROM prescore.run_chunks WHERE run_id = $1::bigint AND chunk_no = $2',
+      [runId, chunk_no],
+    );
+    if (one.rows[0]?.profile) fn(one.rows[0].profile);
+  }
 }
