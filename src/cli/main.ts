@@ -17,8 +17,11 @@ import { workerCommands } from './worker.js';
 const program = new Command('prescore')
   .description('Scheduled batch inference: PostgreSQL features in, ONNX predictions out, served by key.')
   .version('0.1.0')
-  .option('--verbose', 'print stack traces with errors')
-  .showHelpAfterError()
+  .option('--verbose', 'print stack traces with errors (anywhere on the line)')
+  // The last line on stderr is always the error; where to look for the right words follows it.
+  .configureOutput({
+    outputError: (str, write) => write(str.replace(/\n?$/, ' (see prescore --help, or prescore <command> --help)\n')),
+  })
   // Global options only before the command, so `models register --version 3` is the model's.
   .enablePositionalOptions()
   .exitOverride();
@@ -52,11 +55,25 @@ demoCommand(program);
 const verbose = process.argv.slice(2).includes('--verbose');
 const argv = verbose ? process.argv.filter((a, i) => i < 2 || a !== '--verbose') : process.argv;
 
+// Every command's help says what it reads from the environment.
+const ENV_HELP = `
+Environment:
+  DATABASE_URL       PostgreSQL (without it: an embedded PostgreSQL, data in PRESCORE_HOME)
+  REDIS_URL          the queue on Redis (without it: BullMQ's PostgreSQL backend in the same database)
+  PRESCORE_JOBS_DIR  job files (default ./jobs)
+  more in the README's Environment section`;
+const withEnvHelp = (c: Command) => {
+  c.addHelpText('after', ENV_HELP);
+  c.commands.forEach(withEnvHelp);
+};
+withEnvHelp(program);
+
 try {
   await program.parseAsync(argv);
 } catch (err) {
   if (err instanceof CommanderError) {
-    process.exitCode = err.exitCode;
+    // Help and version are answers (0); a mistyped command or option is bad input (2).
+    process.exitCode = err.exitCode === 0 ? 0 : 2;
   } else {
     if (verbose && err instanceof Error) process.stderr.write(`${err.stack}\n`);
     // The last line on stderr is always `error: ...`; details of a multi-problem error come above it.

@@ -89,6 +89,8 @@ export function runCommand(program: Command): void {
             if (opts.json) printJson(run);
             else process.stdout.write(summary(run) + '\n');
             if (run.status === 'held') throw heldError(run);
+            if (run.status !== 'published')
+              throw new RunError(run.id, `run ${run.id} ${run.status}: ${run.error ?? 'no error recorded'}`);
           } finally {
             bar.stop();
             await inference.close();

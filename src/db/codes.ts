@@ -5,6 +5,8 @@ export const PG = {
   undefinedTable: '42P01',
   undefinedColumn: '42703',
   insufficientPrivilege: '42501',
+  datatypeMismatch: '42804',
+  cannotCoerce: '42846',
 } as const;
 
 /** The SQLSTATE of a PostgreSQL error, if `err` is one. */

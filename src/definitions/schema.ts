@@ -15,12 +15,25 @@ function validTimeZone(tz: string): boolean {
   }
 }
 
-function validCron(expr: string): boolean {
+const CRON_FIELDS: Record<string, string> = {
+  '0-59': 'minute',
+  '0-23': 'hour',
+  '1-31': 'day of month',
+  '1-12': 'month',
+  '0-7': 'weekday',
+};
+
+/** Why a cron expression is refused, or null: names the field and its range ("hour 25 is out of range 0-23"). */
+export function cronProblem(expr: string): string | null {
+  if (expr.trim().split(/\s+/).length !== 5)
+    return 'must be a 5-field cron expression (minute hour day month weekday), e.g. "0 2 * * *"';
   try {
     CronExpressionParser.parse(expr, { tz: 'UTC' });
-    return expr.trim().split(/\s+/).length === 5;
-  } catch {
-    return false;
+    return null;
+  } catch (err) {
+    const m = /got value (\S+) expected range (\d+-\d+)/.exec((err as Error).message);
+    if (m) return `${CRON_FIELDS[m[2]!] ?? 'a field'} ${m[1]} is out of range ${m[2]} in "${expr}"`;
+    return `"${expr}" is not a valid cron expression: ${(err as Error).message}`;
   }
 }
 
@@ -44,7 +57,10 @@ export const jobSchema = z
     description: z.string().optional(),
     schedule: z
       .object({
-        cron: z.string().refine(validCron, 'must be a 5-field cron expression, e.g. "0 2 * * *"'),
+        cron: z.string().superRefine((expr, ctx) => {
+          const problem = cronProblem(expr);
+          if (problem) ctx.addIssue({ code: 'custom', message: problem });
+        }),
         timezone: z.string().default('UTC').refine(validTimeZone, 'must be an IANA time zone, e.g. "Europe/Berlin"'),
         /** Which partition a fire scores: the fire's local date plus this many days (-1: yesterday). */
         dateOffsetDays: z.number().int().min(-366).max(366).default(0),

@@ -2,7 +2,8 @@ import type { RecordBatch } from 'apache-arrow';
 import pg from 'pg';
 import { BadRowError, InputError, RunError, errorMessage } from '../errors.js';
 import type { Pool, PoolClient } from '../db/pool.js';
-import type { ResolvedJob } from '../definitions/check.js';
+import { resolveJob, type ResolvedJob } from '../definitions/check.js';
+import { PG, pgCode } from '../db/codes.js';
 import { DEFAULT_CHUNK_TIMEOUT_SECONDS } from '../definitions/schema.js';
 import type { InferencePool } from '../inference/pool.js';
 import type { InferResult } from '../inference/protocol.js';
@@ -183,12 +184,15 @@ export async function executeChunk(
       await writer.query('ROLLBACK').catch(() => undefined);
     }
     const range = describeRange(task.lo, task.hi);
+    // The source changed under the run (a column renamed or retyped, a table dropped, a grant
+    // revoked): no retry fixes that. Say it as `jobs validate` would, checking the job again.
+    const changed = isSchemaError(err) ? await revalidate(pool, job) : null;
     const cause =
       err instanceof BadRowError
         ? `key ${err.key ?? 'NULL'}: ${err.reason} (onBadRow is "fail"; set it to "reject" to skip such rows)`
-        : errorMessage(err);
+        : (changed ?? errorMessage(err));
     await recordChunkError(pool, task.runId, task.chunkNo, cause).catch(() => undefined);
-    const ErrorClass = err instanceof BadRowError || err instanceof InputError ? InputError : RunError;
+    const ErrorClass = err instanceof BadRowError || err instanceof InputError || changed !== null ? InputError : RunError;
     const message = `job ${job.name} ${task.date}: chunk ${task.chunkNo} (keys ${range}) of run ${task.runId} failed: ${cause}`;
     throw ErrorClass === InputError ? new InputError(message, { cause: err }) : new RunError(task.runId, message, { cause: err });
   } finally {
@@ -196,6 +200,30 @@ export async function executeChunk(
     // A client left mid-COPY is destroyed, not returned to the pool.
     writer.release(broken);
     reader?.release(broken);
+  }
+}
+
+/** PostgreSQL errors that mean the source itself changed: permanent, not worth a retry. */
+const SCHEMA_ERRORS = new Set<string>([
+  PG.undefinedTable,
+  PG.undefinedColumn,
+  PG.insufficientPrivilege,
+  PG.datatypeMismatch,
+  PG.cannotCoerce,
+]);
+
+function isSchemaError(err: unknown): boolean {
+  const code = pgCode(err);
+  return code !== undefined && SCHEMA_ERRORS.has(code);
+}
+
+/** The job checked against the catalog again: the problems `jobs validate` would list, or the plain cause. */
+async function revalidate(pool: Pool, job: ResolvedJob): Promise<string> {
+  try {
+    await resolveJob(pool, { file: job.file, spec: job.spec });
+    return 'the source changed while the run was scored (run prescore jobs validate)';
+  } catch (err) {
+    return errorMessage(err).replace(/\n\s*-\s*/g, '; ');
   }
 }
 

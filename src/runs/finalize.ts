@@ -27,8 +27,12 @@ interface FinalizeSpec {
 export async function finalizeRun(pool: Pool, runId: string, log: Logger): Promise<void> {
   const info = await runForFinalize<FinalizeSpec>(pool, runId);
   if (!info) throw new RunError(runId, `run ${runId} does not exist`);
-  // Done already: published by a racing finalize, or held for a person to review.
-  if (info.status === 'published' || info.status === 'held') return;
+  // Done already: published by a racing finalize, or held for a person to review; or ended
+  // (cancelled, failed, rejected) while its finalize job waited: nothing to publish, nothing to retry.
+  if (info.status !== 'running' && info.status !== 'finalizing') {
+    log.debug({ runId, status: info.status }, 'finalize skipped: the run has ended');
+    return;
+  }
   if (info.status !== 'running' && info.status !== 'finalizing') {
     throw new RunError(runId, `run ${runId} is ${info.status}; only a running run can be published`);
   }
