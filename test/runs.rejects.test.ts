@@ -77,3 +77,64 @@ describe('rows that cannot be scored', () => {
     assert.equal((await servedPredictions(db.pool, 'rej-rate', DATE)).runId, null);
   });
 });
+
+/** Values a float32 model cannot take, and outputs that are not numbers, are rejected with the reason. */
+describe('rejects beyond NULL and NaN', () => {
+  let db: TestDb;
+  before(async () => {
+    db = await createTestDb('rejects_more');
+    await registerModel(db, 'lin', 'linear-float32');
+    await registerModel(db, 'log', 'log');
+    await db.pool.query(
+      `CREATE TABLE wide (id bigint, as_of date, f0 double precision, f1 real, f2 real, f3 real, PRIMARY KEY (id, as_of))`,
+    );
+    await db.pool.query(
+      `INSERT INTO wide SELECT g, '2026-11-13', CASE g WHEN 3 THEN 1e300 WHEN 4 THEN -1e300 WHEN 5 THEN -2 WHEN 6 THEN 0 ELSE g END, 1, 1, 1
+         FROM generate_series(1, 200) g`,
+    );
+  });
+  after(async () => db?.drop());
+
+  test('a double too large for float32 is rejected, not scored as Infinity', async () => {
+    writeJob(db, jobSpec('overflow', 'lin@champion', 'wide', featureNames(4)));
+    const r = await cli(db, ['run', 'overflow', '--date', '2026-11-13', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const info = JSON.parse(r.stdout) as { rowsRead: number; rowsWritten: number; rowsRejected: number };
+    assert.deepEqual([info.rowsRead, info.rowsWritten, info.rowsRejected], [200, 198, 2]);
+    const { rows } = await db.pool.query<{ key: string; reason: string }>(
+      'SELECT key, reason FROM prescore.rejects ORDER BY key',
+    );
+    assert.deepEqual(
+      rows.map((x) => [x.key, x.reason]),
+      [
+        ['3', 'f0 = 1e+300 overflows float32'],
+        ['4', 'f0 = -1e+300 overflows float32'],
+      ],
+    );
+  });
+
+  test('a model output of NaN or Infinity is rejected with its reason, not stored', async () => {
+    writeJob(db, jobSpec('logs', 'log@champion', 'wide', featureNames(4), { maxRejectRate: 0.5 }));
+    const r = await cli(db, ['run', 'logs', '--date', '2026-11-13', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const info = JSON.parse(r.stdout) as { id: string; rowsRead: number; rowsWritten: number; rowsRejected: number };
+    assert.equal(info.rowsRead, 200);
+    assert.equal(info.rowsWritten + info.rowsRejected, 200);
+    const { rows } = await db.pool.query<{ key: string; reason: string }>(
+      'SELECT key, reason FROM prescore.rejects WHERE run_id = $1::bigint ORDER BY key',
+      [info.id],
+    );
+    assert.deepEqual(
+      rows.map((x) => [x.key, x.reason]),
+      [
+        ['3', 'f0 = 1e+300 overflows float32'],
+        ['4', 'f0 = -1e+300 overflows float32'],
+        ['5', 'model output NaN in score'],
+        ['6', 'model output -Infinity in score'],
+      ],
+    );
+    const served = await servedPredictions(db.pool, 'logs', '2026-11-13');
+    assert.equal(served.rows.size, 196);
+    for (const [, p] of served.rows) assert.ok(Number.isFinite(p.score), 'only finite scores are stored');
+  });
+});

@@ -131,7 +131,7 @@ export async function executeChunk(
       timings.inferWait += performance.now() - t;
       t = performance.now();
       profiler?.addOutputs(result, batch.numRows);
-      await copyIn.write(keyColumn(batch), batch.numRows, result);
+      rejects.push(...(await copyIn.write(keyColumn(batch), batch.numRows, result)));
       timings.write += performance.now() - t;
     };
 

@@ -47,6 +47,7 @@ export function encodePredictions(
   rows: number,
   mapping: OutputMapping,
   result: InferResult,
+  skip: Uint8Array | null = null,
 ): Buffer {
   const score = column(result, mapping.score, rows);
   const label = column(result, mapping.label, rows);
@@ -69,6 +70,7 @@ export function encodePredictions(
   const buf = Buffer.allocUnsafe(rows * perRow + keyBytes + labelBytes);
   let p = 0;
   for (let i = 0; i < rows; i++) {
+    if (skip?.[i]) continue;
     p = buf.writeInt16BE(5, p);
     p = buf.writeInt32BE(8, p);
     p = buf.writeBigInt64BE(runId, p);
@@ -103,4 +105,32 @@ export function encodePredictions(
     } else p = buf.writeInt32BE(-1, p);
   }
   return p === buf.length ? buf : buf.subarray(0, p);
+}
+
+/**
+ * Rows whose stored score or outputs are NaN or ±Infinity (a model that divides by zero, an
+ * exp that overflows): such a prediction is not stored but rejected, with its reason.
+ */
+export function nonFiniteOutputs(result: InferResult, rows: number, mapping: OutputMapping): Map<number, string> | null {
+  let bad: Map<number, string> | null = null;
+  for (const [field, ref] of [
+    ['score', mapping.score],
+    ['outputs', mapping.outputs],
+  ] as const) {
+    const col = column(result, ref, rows);
+    if (!col) continue;
+    const all = field === 'outputs';
+    for (let i = 0; i < rows; i++) {
+      const from = i * col.width + (all ? 0 : col.index);
+      const to = all ? (i + 1) * col.width : from + 1;
+      for (let j = from; j < to; j++) {
+        const v = numberAt(col.tensor, j);
+        if (Number.isFinite(v)) continue;
+        bad ??= new Map();
+        if (!bad.has(i)) bad.set(i, `model output ${Number.isNaN(v) ? 'NaN' : v > 0 ? 'Infinity' : '-Infinity'} in ${field}`);
+        break;
+      }
+    }
+  }
+  return bad;
 }

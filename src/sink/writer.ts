@@ -5,7 +5,7 @@ import type { PoolClient } from '../db/pool.js';
 import { copyIntoPartition } from '../db/sql/partitions.js';
 import type { InferResult } from '../inference/protocol.js';
 import type { OutputMapping } from '../models/output.js';
-import { COPY_HEADER, COPY_TRAILER, PREDICTION_COLUMNS, encodePredictions } from './encode.js';
+import { COPY_HEADER, COPY_TRAILER, PREDICTION_COLUMNS, encodePredictions, nonFiniteOutputs } from './encode.js';
 
 /**
  * Writes a chunk's predictions into its run's own table with one binary COPY, on the chunk's
@@ -28,11 +28,29 @@ export class PredictionWriter {
     this.sink.write(COPY_HEADER);
   }
 
-  /** Encodes one batch of model results for these keys and writes it. */
-  async write(keys: { offsets: Int32Array; data: Uint8Array }, rows: number, result: InferResult): Promise<void> {
-    const buf = encodePredictions(this.runId, keys, rows, this.mapping, result);
-    this.written += rows;
+  /**
+   * Encodes one batch of model results for these keys and writes it. Rows whose stored output
+   * is NaN or ±Infinity are not written: returned as rejects, with the key and the reason.
+   */
+  async write(
+    keys: { offsets: Int32Array; data: Uint8Array },
+    rows: number,
+    result: InferResult,
+  ): Promise<{ key: string; reason: string }[]> {
+    const bad = nonFiniteOutputs(result, rows, this.mapping);
+    let skip: Uint8Array | null = null;
+    const rejects: { key: string; reason: string }[] = [];
+    if (bad) {
+      skip = new Uint8Array(rows);
+      for (const [i, reason] of bad) {
+        skip[i] = 1;
+        rejects.push({ key: Buffer.from(keys.data.subarray(keys.offsets[i], keys.offsets[i + 1])).toString('utf8'), reason });
+      }
+    }
+    const buf = encodePredictions(this.runId, keys, rows, this.mapping, result, skip);
+    this.written += rows - rejects.length;
     if (!this.sink.write(buf)) await once(this.sink, 'drain');
+    return rejects;
   }
 
   /** Ends the COPY; resolves when PostgreSQL has taken every row (not yet committed). */

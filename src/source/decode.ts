@@ -12,6 +12,9 @@ export interface Reject {
 }
 
 /** One decoded batch: good rows packed for the model, bad rows set aside with a reason. */
+/** The largest finite float32. */
+const FLOAT32_MAX = 3.4028234663852886e38;
+
 export interface DecodedBatch {
   /** Rows read from the source in this batch (good + rejected). */
   read: number;
@@ -161,6 +164,9 @@ export class CopyDecoder {
           this.scratch[f] = v;
           if (bad === null && !Number.isFinite(v)) {
             bad = `${Number.isNaN(v) ? 'NaN' : v > 0 ? 'Infinity' : '-Infinity'} in column ${this.features[f]!.name}`;
+          } else if (bad === null && wire === 1 && this.inputType === 'float32' && Math.abs(v) > FLOAT32_MAX) {
+            // A double the float32 model cannot take: the cast would make it ±Infinity.
+            bad = `${this.features[f]!.name} = ${v} overflows float32`;
           }
         }
         pos += len;
