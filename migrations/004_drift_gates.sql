@@ -9,6 +9,9 @@ ALTER TABLE prescore.runs
   ADD COLUMN reviewed_at     timestamptz,
   ADD COLUMN review_reason   text;
 
+-- A GET of a rejected key says why (one probe by run and key).
+CREATE INDEX rejects_run_key ON prescore.rejects (run_id, key);
+
 -- A chunk's profiles (profile/codec.ts), committed with its rows; merged at finalize.
 ALTER TABLE prescore.run_chunks ADD COLUMN profile bytea;
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { request, startApi } from './api-helpers.js';
 import { after, before, describe, test } from 'node:test';
 import {
   cli,
@@ -136,5 +137,39 @@ describe('rejects beyond NULL and NaN', () => {
     const served = await servedPredictions(db.pool, 'logs', '2026-11-13');
     assert.equal(served.rows.size, 196);
     for (const [, p] of served.rows) assert.ok(Number.isFinite(p.score), 'only finite scores are stored');
+  });
+
+  test('rejects are visible outside SQL: prescore rejects, counts per reason in runs show, and the API says why', async () => {
+    const id = (
+      await db.pool.query<{ id: string }>(`SELECT id::text FROM prescore.runs WHERE job = 'logs' AND status = 'published'`)
+    ).rows[0]!.id;
+    const list = await cli(db, ['rejects', id, '--json']);
+    assert.equal(list.code, 0, list.stderr);
+    assert.deepEqual(
+      (JSON.parse(list.stdout) as { key: string; reason: string }[]).map((r) => r.key),
+      ['3', '4', '5', '6'],
+    );
+    const limited = await cli(db, ['rejects', id, '--limit', '2']);
+    assert.match(limited.stdout, /KEY +REASON\n3 +f0 = 1e\+300 overflows float32\n4 .*\n\(2 of 4; --limit for more\)/);
+    const show = JSON.parse((await cli(db, ['runs', 'show', id, '--json'])).stdout) as {
+      rejectsByReason: Record<string, number>;
+    };
+    assert.deepEqual(show.rejectsByReason, {
+      'f0 overflows float32': 2,
+      'model output -Infinity in score': 1,
+      'model output NaN in score': 1,
+    });
+    const api = await startApi(db);
+    try {
+      const rejected = await request<{ error: string; rejected?: string }>(api.base, '/v1/predictions/logs/5');
+      assert.equal(rejected.status, 404);
+      assert.equal(rejected.body.rejected, 'model output NaN in score');
+      const absent = await request<{ error: string; rejected?: string }>(api.base, '/v1/predictions/logs/99999');
+      assert.equal(absent.status, 404);
+      assert.deepEqual(Object.keys(absent.body), ['error']);
+    } finally {
+      await api.close();
+    }
+    assert.equal((await cli(db, ['rejects', '99999'])).code, 2);
   });
 });

@@ -8,6 +8,7 @@ import { NAME_RULE, isName } from '../names.js';
 import type { Logger } from '../log.js';
 import { PUBLISH_CHANNEL } from '../db/sql/serving.js';
 import { runReport } from './reports.js';
+import { rejectReason } from '../db/sql/rejects.js';
 import { Admission } from './admission.js';
 import { TokenCache, type AuthMode } from './auth.js';
 import { readiness } from './health.js';
@@ -191,7 +192,15 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
       const row = rows.get(key);
       if (!row) {
         metrics.misses(job, 1);
-        throw new HttpError(404, `no prediction for key "${key}" in job "${job}" on ${pointer.date}`);
+        const message = `no prediction for key "${key}" in job "${job}" on ${pointer.date}`;
+        // A key the run read but did not score says why (one indexed probe, misses only).
+        const rejected = await rejectReason(pool, pointer.runId, key).catch(() => undefined);
+        if (rejected !== undefined)
+          return reply
+            .code(404)
+            .type(JSON_TYPE)
+            .send(JSON.stringify({ error: message, rejected }));
+        throw new HttpError(404, message);
       }
       metrics.hits(job, 1);
       return reply.type(JSON_TYPE).send(predictionJson(pointer, key, row));

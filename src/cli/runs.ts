@@ -10,6 +10,7 @@ import { withEnqueuer } from './queueing.js';
 import { summary } from './run.js';
 import { formatCount, printJson, printTable, withContext } from './context.js';
 import { loadReport } from '../db/sql/profiles.js';
+import { listRejects, rejectCounts } from '../db/sql/rejects.js';
 import type { DriftReport } from '../profile/drift.js';
 import type { Breach } from '../profile/gates.js';
 import { approveRun, rejectRun, reviewer } from '../runs/review.js';
@@ -56,8 +57,12 @@ export function runsCommands(program: Command): void {
       await withContext(async ({ db }) => {
         const run = await getRun(db.pool, id);
         if (!run) throw new InputError(`run ${id} does not exist: see prescore runs list`);
-        if (opts.json) return printJson(run);
+        const rejectsByReason = await rejectCounts(db.pool, id);
+        if (opts.json) return printJson({ ...run, rejectsByReason });
         for (const [k, v] of Object.entries(run)) process.stdout.write(`${k.padEnd(14)} ${v ?? '-'}\n`);
+        for (const [reason, n] of Object.entries(rejectsByReason)) {
+          process.stdout.write(`${'rejected'.padEnd(14)} ${formatCount(n)} × ${reason}\n`);
+        }
       });
     });
   runs
@@ -143,6 +148,30 @@ export function runsCommands(program: Command): void {
       await withContext(async ({ db, log }) => {
         const run = await rejectRun(db.pool, id, { by: reviewer(opts.by), reason: opts.reason ?? null }, log);
         process.stdout.write(`run ${run.id} rejected: ${run.job} ${run.date}\n`);
+      });
+    });
+}
+
+/** `prescore rejects <runId>`: the source rows a run did not score, with the reason. */
+export function rejectsCommand(program: Command): void {
+  program
+    .command('rejects')
+    .argument('<runId>', 'run id', runId)
+    .description("a run's rejected rows: key and reason (NULL, NaN or ±Infinity feature, overflow, model output not a number)")
+    .option('--limit <n>', 'how many (1 to 1000000)', integer('--limit', 1, 1_000_000), 100)
+    .option('--json', 'machine-readable output')
+    .action(async (id: string, opts: { limit: number; json?: boolean }) => {
+      await withContext(async ({ db }) => {
+        const run = await getRun(db.pool, id);
+        if (!run) throw new InputError(`run ${id} does not exist: see prescore runs list`);
+        const rows = await listRejects(db.pool, id, opts.limit);
+        if (opts.json) return printJson(rows);
+        printTable(
+          ['KEY', 'REASON'],
+          rows.map((r) => [r.key ?? '(NULL)', r.reason]),
+        );
+        if (run.rowsRejected > rows.length)
+          process.stdout.write(`(${formatCount(rows.length)} of ${formatCount(run.rowsRejected)}; --limit for more)\n`);
       });
     });
 }

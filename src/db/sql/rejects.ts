@@ -23,3 +23,38 @@ export async function insertRejects(db: Queryable, id: string, rejects: { key: s
     [id, rejects.map((r) => r.key), rejects.map((r) => r.reason)],
   );
 }
+
+/** A run's rejects, by key: what `prescore rejects` lists. */
+export async function listRejects(
+  db: Queryable,
+  runId: string,
+  limit: number,
+): Promise<{ key: string | null; reason: string }[]> {
+  const { rows } = await db.query<{ key: string | null; reason: string }>(
+    'SELECT key, reason FROM prescore.rejects WHERE run_id = $1::bigint ORDER BY key NULLS FIRST LIMIT $2',
+    [runId, limit],
+  );
+  return rows;
+}
+
+/**
+ * A run's rejects counted by reason, values taken out (`f0 = 1e+300 overflows float32` and
+ * `f0 = -3e+39 ...` count as one reason).
+ */
+export async function rejectCounts(db: Queryable, runId: string): Promise<Record<string, number>> {
+  const { rows } = await db.query<{ reason: string; n: string }>(
+    `SELECT regexp_replace(reason, ' = \\S+ overflows', ' overflows') AS reason, count(*) AS n
+       FROM prescore.rejects WHERE run_id = $1::bigint GROUP BY 1 ORDER BY 2 DESC, 1`,
+    [runId],
+  );
+  return Object.fromEntries(rows.map((r) => [r.reason, Number(r.n)]));
+}
+
+/** Why a key of a run was rejected, if it was. */
+export async function rejectReason(db: Queryable, runId: string, key: string): Promise<string | undefined> {
+  const { rows } = await db.query<{ reason: string }>(
+    'SELECT reason FROM prescore.rejects WHERE run_id = $1::bigint AND key = $2 LIMIT 1',
+    [runId, key],
+  );
+  return rows[0]?.reason;
+}
