@@ -121,6 +121,31 @@ describe('GET /v1/predictions/:job/:key', () => {
     assert.notEqual(a.body.score, b.body.score);
   });
 
+  test('fallback=latest-before answers from the newest published date on or before asOf, naming it', async () => {
+    const later = '2026-11-25';
+    const between = await get('lin-job', '77', `?asOf=${later}&fallback=latest-before`);
+    assert.equal(between.status, 200, between.text);
+    assert.equal(between.body.asOf, D2);
+    assert.equal(between.body.runId, run2);
+    const exact = await get('lin-job', '77', `?asOf=${D1}&fallback=latest-before`);
+    assert.equal(exact.body.runId, run1);
+    const before = await get('lin-job', '77', `?asOf=2026-11-01&fallback=latest-before`);
+    assert.equal(before.status, 404);
+    assert.match(before.body.error!, /no published run on or before 2026-11-01/);
+    assert.equal((await get('lin-job', '77', `?asOf=${later}`)).status, 404, 'no fallback unless asked');
+    assert.equal((await get('lin-job', '77', `?asOf=${later}&fallback=nearest`)).status, 400);
+    assert.equal((await get('lin-job', '77', `?fallback=latest-before`)).status, 400);
+    const post = await request<{ predictions: Item[]; missing: string[] }>(server.base, '/v1/predictions/lin-job', {
+      body: { keys: ['77', '250'], asOf: later, fallback: 'latest-before' },
+    });
+    assert.equal(post.status, 200, post.text);
+    assert.deepEqual(
+      post.body.predictions.map((p) => [p.key, p.asOf, p.runId]),
+      [['77', D2, run2]],
+    );
+    assert.deepEqual(post.body.missing, ['250']);
+  });
+
   test('404 with a JSON error for an unknown job, key or date', async () => {
     const cases: [string, string, string, RegExp][] = [
       ['no-such-job', '1', '', /job "no-such-job" has no published predictions/],

@@ -69,10 +69,19 @@ export class ServingPointers {
   ) {}
 
   /** The pointer a request uses: the date's run, or the newest date's; undefined when none. */
-  resolve(job: string, asOf: string | undefined): Pointer | undefined {
+  /**
+   * The pointer answering for `asOf` (none: the newest date). With `latestBefore`, a date
+   * without a run falls back to the newest published date on or before it.
+   */
+  resolve(job: string, asOf: string | undefined, latestBefore = false): Pointer | undefined {
     const j = this.jobs.get(job);
     if (!j) return undefined;
-    return asOf === undefined ? j.newest : j.byDate.get(asOf);
+    if (asOf === undefined) return j.newest;
+    const exact = j.byDate.get(asOf);
+    if (exact || !latestBefore) return exact;
+    let best: Pointer | undefined;
+    for (const [date, p] of j.byDate) if (date <= asOf && (!best || date > best.date)) best = p;
+    return best;
   }
 
   hasJob(job: string): boolean {

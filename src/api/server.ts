@@ -18,7 +18,7 @@ import { batchJson, predictionJson } from './serialize.js';
 import { ApiMetrics } from './metrics.js';
 import { ServingPointers, type Pointer } from './pointers.js';
 import { TOKENS_CHANNEL } from './tokens.js';
-import { checkAsOf, checkQuery, installJsonBody, keyProblem, parseBatchBody, type Limits } from './validate.js';
+import { checkAsOf, checkFallback, checkQuery, installJsonBody, keyProblem, parseBatchBody, type Limits } from './validate.js';
 
 export interface ApiOptions {
   /** For the LISTEN connection; default: the pool's own connection options. */
@@ -159,11 +159,11 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     }
   }
 
-  function pointerFor(job: string, asOf: string | undefined): Pointer {
-    const pointer = pointers.resolve(job, asOf);
+  function pointerFor(job: string, asOf: string | undefined, latestBefore = false): Pointer {
+    const pointer = pointers.resolve(job, asOf, latestBefore);
     if (pointer) return pointer;
     if (!pointers.hasJob(job)) throw new HttpError(404, `job "${job}" has no published predictions`);
-    throw new HttpError(404, `job "${job}" has no published run for ${asOf}`);
+    throw new HttpError(404, `job "${job}" has no published run ${latestBefore ? 'on or before' : 'for'} ${asOf}`);
   }
 
   function checkJob(job: string): void {
@@ -183,12 +183,15 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     '/v1/predictions/:job/:key',
     async (request, reply) => {
       const { job, key } = request.params;
-      checkQuery(request.query, ['asOf']);
+      checkQuery(request.query, ['asOf', 'fallback']);
       checkJob(job);
       const problem = keyProblem(key, limits);
       if (problem) throw new HttpError(400, `the key ${problem}`);
       const asOf = checkAsOf(request.query.asOf);
-      const { pointer, rows } = await answer(pointerFor(job, asOf), [key]);
+      const latestBefore = checkFallback(request.query.fallback);
+      if (latestBefore && asOf === undefined)
+        throw new HttpError(400, 'fallback goes with asOf (without asOf the newest date answers)');
+      const { pointer, rows } = await answer(pointerFor(job, asOf, latestBefore), [key]);
       const row = rows.get(key);
       if (!row) {
         metrics.misses(job, 1);
@@ -211,8 +214,8 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     const { job } = request.params;
     checkQuery(request.query, []);
     checkJob(job);
-    const { keys, asOf } = parseBatchBody(request.body, limits);
-    const first = pointerFor(job, asOf);
+    const { keys, asOf, latestBefore } = parseBatchBody(request.body, limits);
+    const first = pointerFor(job, asOf, latestBefore);
     const work = async () => {
       const { pointer, rows } = await answer(first, keys);
       return batchJson(pointer, keys, rows);

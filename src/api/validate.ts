@@ -36,17 +36,29 @@ export function checkAsOf(value: unknown): string | undefined {
   }
 }
 
-const BODY_FIELDS = new Set(['keys', 'asOf']);
+const BODY_FIELDS = new Set(['keys', 'asOf', 'fallback']);
+
+/** `fallback=latest-before`: a date without a published run answers from the newest date before it. */
+export function checkFallback(value: unknown): boolean {
+  if (value === undefined) return false;
+  if (value === 'latest-before') return true;
+  throw new HttpError(400, `fallback must be "latest-before" (got ${JSON.stringify(value)?.slice(0, 40)})`);
+}
 
 /** The body of POST /v1/predictions/:job, checked field by field. */
-export function parseBatchBody(body: unknown, limits: Limits): { keys: string[]; asOf: string | undefined } {
+export function parseBatchBody(
+  body: unknown,
+  limits: Limits,
+): { keys: string[]; asOf: string | undefined; latestBefore: boolean } {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new HttpError(400, 'the body must be a JSON object {"keys": ["k1", ...], "asOf"?: "YYYY-MM-DD"}');
   }
   const fields = body as Record<string, unknown>;
   for (const name of Object.keys(fields)) {
     // Strict, so a typo such as "asof" is an error rather than a silent answer from the newest date.
-    if (!BODY_FIELDS.has(name)) throw new HttpError(400, `unknown field "${name.slice(0, 40)}": the body has "keys" and "asOf"`);
+    if (!BODY_FIELDS.has(name)) {
+      throw new HttpError(400, `unknown field "${name.slice(0, 40)}": the body has "keys", "asOf" and "fallback"`);
+    }
   }
   const keys = fields.keys;
   if (!Array.isArray(keys) || keys.length === 0 || keys.length > limits.maxKeys) {
@@ -65,7 +77,11 @@ export function parseBatchBody(body: unknown, limits: Limits): { keys: string[];
     const problem = keyProblem(key, limits);
     if (problem) throw new HttpError(400, `keys[${i}] ${problem}`);
   }
-  return { keys: keys as string[], asOf: checkAsOf(fields.asOf) };
+  const asOf = checkAsOf(fields.asOf);
+  const latestBefore = checkFallback(fields.fallback);
+  if (latestBefore && asOf === undefined)
+    throw new HttpError(400, 'fallback goes with asOf (without asOf the newest date answers)');
+  return { keys: keys as string[], asOf, latestBefore };
 }
 
 /** Refuses query parameters other than `allowed`, so a typo (`asof`) is not silently ignored. */
