@@ -133,4 +133,19 @@ describe('operator-facing behaviour', () => {
       holder.release();
     }
   });
+
+  test('runs list: a long error ends with an ellipsis, an unknown job is said so', async () => {
+    const r = await cli(db, ['runs', 'list', '--job', 'renamed']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /failed .*…$/m);
+    const none = await cli(db, ['runs', 'list', '--job', 'nosuch']);
+    assert.equal(none.code, 2);
+    assert.match(none.lastError, /^error: no job "nosuch": no file nosuch\.json in .* and no runs/);
+  });
+
+  test("the demo job is not in the jobs directory: validating a user's jobs never trips over it", async () => {
+    const r = await cli(db, ['jobs', 'list', '--json'], { PRESCORE_JOBS_DIR: 'jobs' });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), []);
+  });
 });

@@ -1,12 +1,9 @@
-import fs from 'node:fs';
-import path from 'node:path';
 import type { Command } from 'commander';
 import type { Pool } from '../db/pool.js';
-import { IRIS_FEATURES, irisRows, softmaxToOnnx, trainSoftmax } from '../demo/iris.js';
-import { loadJob } from '../definitions/load.js';
+import { IRIS_FEATURES, IRIS_JOB, irisRows, softmaxToOnnx, trainSoftmax } from '../demo/iris.js';
+import { parseJobFile } from '../definitions/load.js';
 import { InferencePool } from '../inference/pool.js';
 import { registerModel } from '../models/registry.js';
-import { packageRoot } from '../paths.js';
 import { runLocally } from '../runs/local.js';
 import { buildApi } from '../api/server.js';
 import { silentLogger } from '../log.js';
@@ -28,8 +25,7 @@ export function demoCommand(program: Command): void {
     .action(async () => {
       await withContext(async ({ config, db, log }) => {
         const out = (s: string) => process.stdout.write(s + '\n');
-        const jobsDir = fs.existsSync(path.join(config.jobsDir, `${JOB}.json`)) ? config.jobsDir : path.join(packageRoot, 'jobs');
-        const job = loadJob(jobsDir, JOB);
+        const job = parseJobFile(`${IRIS_JOB.name}.json`, JSON.stringify(IRIS_JOB));
         const date = localDate(new Date(), job.spec.schedule?.timezone ?? 'UTC');
         const rows = irisRows();
         await db.pool.query(`CREATE SCHEMA IF NOT EXISTS demo`);

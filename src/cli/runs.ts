@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Command } from 'commander';
 import { InputError, RunError } from '../errors.js';
 import { cancelRun, followRun, retryRun } from '../runs/control.js';
@@ -27,8 +29,13 @@ export function runsCommands(program: Command): void {
     .option('--limit <n>', 'how many (1 to 10000)', integer('--limit', 1, 10_000), 50)
     .option('--json', 'machine-readable output')
     .action(async (opts: { job?: string; limit: number; json?: boolean }) => {
-      await withContext(async ({ db }) => {
+      await withContext(async ({ config, db }) => {
         const list = await listRuns(db.pool, { job: opts.job, limit: opts.limit });
+        if (opts.job !== undefined && list.length === 0 && !fs.existsSync(path.join(config.jobsDir, `${opts.job}.json`))) {
+          throw new InputError(
+            `no job "${opts.job}": no file ${opts.job}.json in ${config.jobsDir} and no runs (see prescore jobs list)`,
+          );
+        }
         if (opts.json) return printJson(list);
         printTable(
           ['RUN', 'JOB', 'DATE', 'STATUS', 'MODEL', 'READ', 'WRITTEN', 'REJECTED', 'SECONDS', 'ROWS/S', 'ERROR'],
@@ -43,7 +50,7 @@ export function runsCommands(program: Command): void {
             formatCount(r.rowsRejected),
             r.durationMs === null ? null : (r.durationMs / 1000).toFixed(1),
             r.rowsPerSecond === null ? null : formatCount(r.rowsPerSecond),
-            r.error ? r.error.slice(0, 80) : null,
+            r.error ? (r.error.length > 80 ? `${r.error.slice(0, 79)}…` : r.error) : null,
           ]),
         );
       });

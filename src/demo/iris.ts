@@ -85,3 +85,21 @@ export function softmaxToOnnx(model: SoftmaxModel, features: number): Uint8Array
     ],
   });
 }
+
+/**
+ * The demo's job. It lives here, not in the jobs directory: a user's `prescore jobs validate`
+ * and scheduler must not trip over a job whose table only `prescore demo` creates.
+ */
+export const IRIS_JOB = {
+  name: 'iris-species',
+  description: 'Species of every flower in demo.iris_features (the quick-start demo job)',
+  model: 'iris@champion',
+  source: {
+    table: 'demo.iris_features',
+    key: 'flower_id',
+    partition: 'as_of',
+    features: IRIS_FEATURES,
+  },
+  output: { score: 'probabilities[2]', label: 'label', outputs: 'probabilities' },
+  chunkRows: 1000,
+};

@@ -35,11 +35,12 @@ const SELECT_RUN = `
          r.rows_planned, r.chunks, r.error, r.started_at, r.finished_at, r.published_at,
          r.held_reason, r.reviewed_by, r.reviewed_at, r.review_reason,
          coalesce(c.read, 0) AS read, coalesce(c.written, 0) AS written, coalesce(c.rejected, 0) AS rejected,
-         coalesce(c.done, 0) AS done
+         coalesce(c.done, 0) AS done, coalesce(c.attempt_read, 0) AS attempt_read
     FROM prescore.runs r
     LEFT JOIN LATERAL (
       SELECT sum(rows_read) AS read, sum(rows_written) AS written, sum(rows_rejected) AS rejected,
-             count(*) FILTER (WHERE status = 'done') AS done
+             count(*) FILTER (WHERE status = 'done') AS done,
+             sum(rows_read) FILTER (WHERE finished_at >= r.started_at) AS attempt_read
         FROM prescore.run_chunks WHERE run_id = r.id) c ON true`;
 
 interface RunRow {
@@ -64,6 +65,7 @@ interface RunRow {
   written: string;
   rejected: string;
   done: string;
+  attempt_read: string;
 }
 
 function toInfo(r: RunRow): RunInfo {
@@ -87,7 +89,8 @@ function toInfo(r: RunRow): RunInfo {
     finishedAt: r.finished_at?.toISOString() ?? null,
     publishedAt: r.published_at?.toISOString() ?? null,
     durationMs,
-    rowsPerSecond: durationMs ? Math.round((read / durationMs) * 1000) : null,
+    // Of the last attempt (started_at moves on a retry): its own rows over its own time.
+    rowsPerSecond: durationMs ? Math.round((Number(r.attempt_read) / durationMs) * 1000) : null,
     error: r.error,
     heldReason: r.held_reason,
     reviewedBy: r.reviewed_by,

@@ -145,7 +145,7 @@ export async function reopenFailedRun(db: Queryable, run: { id: string; job: str
   try {
     await db.query(
       `UPDATE prescore.runs SET status = 'running', error = NULL, finished_at = NULL, attempt = attempt + 1,
-              enqueued_at = NULL, heartbeat_at = now()
+              enqueued_at = NULL, heartbeat_at = now(), started_at = now()
         WHERE id = $1::bigint AND status = 'failed'`,
       [run.id],
     );
