@@ -17,6 +17,7 @@ const schema = z.object({
     .optional(),
   PRESCORE_JOBS_DIR: z.string().min(1).default('jobs'),
   PRESCORE_HOME: z.string().min(1).default('.prescore'),
+  PRESCORE_EMBEDDED_DIR: z.string().min(1).default('/var/lib/prescore'),
   PRESCORE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   PRESCORE_INFERENCE_THREADS: z.coerce.number().int().min(1).max(256).optional(),
   PRESCORE_CHUNK_CONCURRENCY: z.coerce.number().int().min(1).max(256).optional(),
@@ -35,6 +36,8 @@ export interface Config {
   jobsDir: string;
   /** Where the embedded PostgreSQL keeps its data when no DATABASE_URL is given. */
   homeDir: string;
+  /** As root, where the embedded server's binaries and data go when homeDir is private (see db/embedded-root.ts). */
+  embeddedDir: string;
   logLevel: string;
   /** Worker threads that run ONNX inference; each gets cores / threads intra-op threads. */
   inferenceThreads: number;
@@ -72,6 +75,7 @@ export function resolveConfig(env: Record<string, string | undefined> = process.
     redisUrl: c.REDIS_URL,
     jobsDir: path.resolve(c.PRESCORE_JOBS_DIR),
     homeDir: path.resolve(c.PRESCORE_HOME),
+    embeddedDir: path.resolve(c.PRESCORE_EMBEDDED_DIR),
     logLevel: c.PRESCORE_LOG_LEVEL,
     inferenceThreads: c.PRESCORE_INFERENCE_THREADS ?? cores,
     // A chunk per core, at least two: while one waits on PostgreSQL the other decodes. More

