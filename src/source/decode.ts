@@ -1,3 +1,4 @@
+import type { ReaderStats } from '../profile/profile.js';
 import { BadRowError } from '../errors.js';
 import type { ResolvedFeature } from '../definitions/check.js';
 import type { InputType } from '../models/signature.js';
@@ -26,14 +27,8 @@ export interface DecodedBatch {
   rejects: Reject[];
 }
 
-export interface FeatureStats {
-  count: number;
-  nulls: number;
-  sum: number;
-  sumSq: number;
-  min: number;
-  max: number;
-}
+/** Per feature, what the reader saw: every value read, NULLs (and NaN/±Infinity) apart. */
+export type FeatureStats = ReaderStats;
 
 export function emptyStats(): FeatureStats {
   return { count: 0, nulls: 0, sum: 0, sumSq: 0, min: Infinity, max: -Infinity };
@@ -222,7 +217,10 @@ export class CopyDecoder {
         continue;
       }
       const v = this.scratch[f]!;
-      if (!Number.isFinite(v)) continue;
+      if (!Number.isFinite(v)) {
+        s.nulls++; // NaN and ±Infinity are as unusable as NULL: both count against the column
+        continue;
+      }
       s.count++;
       s.sum += v;
       s.sumSq += v * v;
