@@ -36,20 +36,21 @@ export function keyFloor(key: number): number {
 
 /** Dense counts over the grid while profiling; turned sparse to store. */
 export class GridCounts {
-  private readonly counts = new Uint32Array(KEYS);
+  // Made on first use: a column that never gets a value costs nothing.
+  private counts: Uint32Array | null = null;
   private used = false;
 
   add(v: number): void {
     F32[0] = v;
-    this.counts[keyOfBits(U32[0]!) + OFFSET]!++;
+    (this.counts ??= new Uint32Array(KEYS))[keyOfBits(U32[0]!) + OFFSET]!++;
     this.used = true;
   }
 
   /** [key, count] pairs of the non-empty buckets, by key. */
   sparse(): [number, number][] {
     const out: [number, number][] = [];
-    if (!this.used) return out;
     const counts = this.counts;
+    if (!this.used || !counts) return out;
     for (let i = 0; i < KEYS; i++) if (counts[i]) out.push([i - OFFSET, counts[i]!]);
     return out;
   }

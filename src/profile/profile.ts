@@ -78,6 +78,17 @@ class Moments {
 }
 
 /**
+ * Zeroed count arrays kept between chunks: a chunk of 32 features needs 4 MiB of counts, and
+ * allocating that anew for every chunk made the heap, not the data, set the peak memory.
+ */
+const spareGrids: Uint32Array[] = [];
+
+function takeGrids(length: number): Uint32Array {
+  const i = spareGrids.findIndex((g) => g.length === length);
+  return i >= 0 ? spareGrids.splice(i, 1)[0]! : new Uint32Array(length);
+}
+
+/**
  * Grid counts of every float32 feature at once. The batch is row-major (the ONNX tensor's
  * buffer): one pass in memory order, and the bucket is the float's bits shifted (an int32
  * view), about 1 ns a value. The moments come from the reader, which saw every value already.
@@ -86,7 +97,13 @@ class DenseFeatures {
   private readonly grids: Uint32Array;
 
   constructor(private readonly width: number) {
-    this.grids = new Uint32Array(width * KEYS);
+    this.grids = takeGrids(width * KEYS);
+  }
+
+  /** Gives the counts back for the next chunk (a chunk's profile is read before this). */
+  release(): void {
+    spareGrids.push(this.grids.fill(0));
+    if (spareGrids.length > 4) spareGrids.shift();
   }
 
   add(values: Float32Array, rows: number): void {
@@ -195,6 +212,8 @@ export class ChunkProfiler {
       p.nulls = d?.nulls ?? 0;
       return p;
     });
+    this.dense?.release();
+    this.dense = null;
     if (this.mapping.score) out.push(this.score.profile('score', 'output'));
     this.outputs.forEach((m, j) => out.push(m.profile(`outputs[${j}]`, 'output')));
     if (this.mapping.label) {
