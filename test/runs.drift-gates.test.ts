@@ -215,6 +215,12 @@ describe('drift and quality gates', () => {
     );
     assert.ok(Math.abs(rep.report.rows.change! + 0.4) < 1e-9, `change ${rep.report.rows.change}`);
     assert.equal((await servedPredictions(db.pool, 'drift', D4)).runId, null);
+    const grid = await cli(db, ['backfill', 'drift', '--from', '2026-09-30', '--to', D4, '--status']);
+    assert.equal(grid.code, 0, grid.stderr);
+    assert.match(grid.stdout, /2026-09-30 +missing/);
+    assert.match(grid.stdout, new RegExp(`2026-10-03 +published +${'\\d+'}`));
+    assert.match(grid.stdout, new RegExp(`${D4} +held +${held.id}`));
+    assert.match(grid.stdout, /drift 2026-09-30\.\.2026-10-04: 1 missing, 3 published, 1 held/);
     assert.equal((await request(api.base, `/v1/predictions/drift/7?asOf=${D4}`)).status, 404);
     const bf = await cli(db, ['backfill', 'drift', '--from', D4, '--to', D4, '--local']);
     assert.equal(bf.code, 0, bf.stderr);

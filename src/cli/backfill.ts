@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
 import type { RunInfo } from '../db/sql/run-info.js';
+import { latestRunsBetween } from '../db/sql/runs.js';
 import { resolveJob } from '../definitions/check.js';
 import { loadJob } from '../definitions/load.js';
-import { RunError, errorMessage } from '../errors.js';
+import { InputError, RunError, errorMessage } from '../errors.js';
 import { InferencePool } from '../inference/pool.js';
 import { backfillDates, backfillPlan, publishedSet, startDate } from '../runs/backfill.js';
 import { followRun } from '../runs/control.js';
@@ -29,13 +30,43 @@ export function backfillCommand(program: Command): void {
     .option('--force', 'also re-score dates that are already published')
     .option('--dry-run', 'print the dates, row counts and chunk counts, run nothing')
     .option('--local', 'score in this process instead of handing runs to `prescore worker`s')
+    .option('--status', 'print each date of the range with its state (published, failed, held, running, missing), run nothing')
     .action(
       async (
         name: string,
-        opts: { from: string; to: string; concurrency: number; force?: boolean; dryRun?: boolean; local?: boolean },
+        opts: {
+          from: string;
+          to: string;
+          concurrency: number;
+          force?: boolean;
+          dryRun?: boolean;
+          local?: boolean;
+          status?: boolean;
+        },
       ) => {
         const dates = backfillDates(opts.from, opts.to);
         await withContext(async ({ config, db, log }) => {
+          if (opts.status) {
+            loadJob(config.jobsDir, name); // a typo in the name is an error, not an empty grid
+            const runs = new Map((await latestRunsBetween(db.pool, name, opts.from, opts.to)).map((r) => [r.date, r]));
+            const grid = dates.map((date) => {
+              const r = runs.get(date);
+              const state = !r
+                ? 'missing'
+                : r.status === 'superseded'
+                  ? 'published'
+                  : r.status === 'finalizing'
+                    ? 'running'
+                    : r.status;
+              return [date, state, r?.id ?? null];
+            });
+            if (opts.dryRun) throw new InputError('--status and --dry-run: give one');
+            printTable(['DATE', 'STATUS', 'RUN'], grid);
+            const counts = new Map<string, number>();
+            for (const [, state] of grid) counts.set(String(state), (counts.get(String(state)) ?? 0) + 1);
+            process.stdout.write(`${name} ${opts.from}..${opts.to}: ${[...counts].map(([k, n]) => `${n} ${k}`).join(', ')}\n`);
+            return;
+          }
           const job = await resolveJob(db.pool, loadJob(config.jobsDir, name));
           const options = { force: Boolean(opts.force), published: await publishedSet(db.pool, name) };
           if (opts.dryRun) {

@@ -287,3 +287,18 @@ export async function expiredRuns(db: Queryable, job: string, date: string, keep
   );
   return rows.map((r) => r.id);
 }
+
+/** The newest run of each date of a job in [from, to], with its state. */
+export async function latestRunsBetween(
+  db: Queryable,
+  job: string,
+  from: string,
+  to: string,
+): Promise<{ date: string; id: string; status: RunStatus }[]> {
+  const { rows } = await db.query<{ date: string; id: string; status: RunStatus }>(
+    `SELECT DISTINCT ON (date) date::text, id::text, status FROM prescore.runs
+      WHERE job = $1 AND date BETWEEN $2::date AND $3::date ORDER BY date, id DESC`,
+    [job, from, to],
+  );
+  return rows;
+}
