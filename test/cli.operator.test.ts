@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
+  assertClose,
   cli,
   createTestDb,
   featureNames,
@@ -11,6 +12,7 @@ import {
   writeJob,
   type TestDb,
 } from './helpers.js';
+import { linearModel } from './fixtures/models.js';
 import { REDIS_URL, obliterate, queuePrefix, startWorkers, stopAll, type Proc } from './queue.helpers.js';
 
 const DATE = '2026-11-14';
@@ -147,5 +149,27 @@ describe('operator-facing behaviour', () => {
     const r = await cli(db, ['jobs', 'list', '--json'], { PRESCORE_JOBS_DIR: 'jobs' });
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(JSON.parse(r.stdout), []);
+  });
+
+  test('run --sample scores a few rows in memory, prints features and outputs, and stores nothing', async () => {
+    writeJob(db, jobSpec('sampled', 'lin@champion', 'feats', featureNames(4)));
+    const before = (await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM prescore.runs')).rows[0]!.n;
+    const r = await cli(db, ['run', 'sampled', '--date', DATE, '--sample', '5', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const rows = JSON.parse(r.stdout) as { key: string; features: number[]; score: number; rejected: string | null }[];
+    assert.deepEqual(
+      rows.map((x) => x.key),
+      ['1', '2', '3', '4', '5'],
+    );
+    const model = linearModel();
+    for (const x of rows) {
+      assert.equal(x.rejected, null);
+      assertClose(x.score, model.expect(x.features).score!, 1e-5, x.key);
+    }
+    const text = await cli(db, ['run', 'sampled', '--date', DATE, '--sample', '3']);
+    assert.match(text.stdout, /KEY +f0 +f1 +f2 +f3 +SCORE/);
+    assert.match(text.stdout, /3 rows of sampled 2026-11-14, model lin v1; nothing stored/);
+    assert.equal((await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM prescore.runs')).rows[0]!.n, before);
+    assert.equal((await cli(db, ['run', 'sampled', '--sample', '0'])).code, 2);
   });
 });

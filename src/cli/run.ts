@@ -1,14 +1,15 @@
 import type { Command } from 'commander';
 import { loadJob } from '../definitions/load.js';
 import { InferencePool } from '../inference/pool.js';
-import { ActiveRunError, RunError } from '../errors.js';
+import { ActiveRunError, NoRowsError, RunError } from '../errors.js';
+import { sampleRun } from '../runs/sample.js';
 import { resolveJob } from '../definitions/check.js';
 import { followRun } from '../runs/control.js';
 import { runLocally } from '../runs/local.js';
 import { planRun } from '../runs/plan.js';
 import { checkDate, localDate } from '../dates.js';
 import { withEnqueuer } from './queueing.js';
-import { formatCount, printJson, withContext } from './context.js';
+import { formatCount, printJson, printTable, withContext } from './context.js';
 import { progressBar } from './progress.js';
 import { failRunsOnSignal } from './interrupt.js';
 import { integer } from './options.js';
@@ -40,11 +41,41 @@ export function runCommand(program: Command): void {
     .option('--queue', 'hand the chunks to the running `prescore worker`s and follow the run to its end')
     .option('--no-wait', 'with --queue: print the run id and return')
     .option('--json', 'print the run as `runs show --json` does')
+    .option(
+      '--sample <n>',
+      'score the first n rows (1 to 1000) of the date in memory and print them; store nothing',
+      integer('--sample', 1, 1000),
+    )
     .action(
-      async (name: string, opts: { date?: string; concurrency?: number; queue?: boolean; wait: boolean; json?: boolean }) => {
+      async (
+        name: string,
+        opts: { date?: string; concurrency?: number; queue?: boolean; wait: boolean; json?: boolean; sample?: number },
+      ) => {
         await withContext(async ({ config, db, log }) => {
           const job = loadJob(config.jobsDir, name);
           const date = checkDate(opts.date ?? localDate(new Date(), job.spec.schedule?.timezone ?? 'UTC'));
+          if (opts.sample !== undefined) {
+            const resolved = await resolveJob(db.pool, job);
+            const rows = await sampleRun(db.pool, resolved, date, opts.sample);
+            if (opts.json) return printJson(rows);
+            if (rows.length === 0) throw new NoRowsError(`job ${name}: no rows for ${date}; nothing to sample`);
+            const names = resolved.features.map((f) => f.name);
+            printTable(
+              ['KEY', ...names, 'SCORE', 'LABEL', 'OUTPUTS', 'REJECTED'],
+              rows.map((r) => [
+                r.key ?? '(NULL)',
+                ...r.features.map((v) => (v === null ? 'NULL' : String(v))),
+                r.score === null ? null : String(r.score),
+                r.label,
+                r.outputs === null ? null : r.outputs.map((v) => v.toPrecision(4)).join(' '),
+                r.rejected,
+              ]),
+            );
+            process.stdout.write(
+              `${rows.length} rows of ${name} ${date}, model ${resolved.model.name} v${resolved.model.version}; nothing stored\n`,
+            );
+            return;
+          }
           if (opts.queue) {
             const runId = await withEnqueuer(config, db, async (enqueue) => {
               let id: string;
