@@ -14,12 +14,6 @@ export const SHIFT = 17;
 export const KEYS = 1 << (32 - SHIFT);
 const OFFSET = KEYS / 2;
 
-/** The grid key of a finite value. */
-export function keyOf(v: number): number {
-  F32[0] = v;
-  return keyOfBits(U32[0]!);
-}
-
 export function keyOfBits(bits: number): number {
   return bits >= 0x80000000 ? -((bits & 0x7fffffff) >>> SHIFT) - 1 : bits >>> SHIFT;
 }

@@ -92,11 +92,6 @@ export async function previousPublished(
   return rows[0] && { id: rows[0].id, rows: Number(rows[0].rows_read) };
 }
 
-export async function rowsRead(db: Queryable, runId: string): Promise<number | undefined> {
-  const { rows } = await db.query<{ rows_read: string }>('SELECT rows_read FROM prescore.runs WHERE id = $1::bigint', [runId]);
-  return rows[0] && Number(rows[0].rows_read);
-}
-
 export interface StoredReport<Report, Breach> {
   runId: string;
   baseline: { kind: string; ref: string | null; rows: number | null };
