@@ -220,3 +220,22 @@ export function logLines(stderr: string): Record<string, unknown>[] {
 export function todayUtc(): string {
   return new Date().toISOString().slice(0, 10);
 }
+
+/**
+ * A transaction holding `lock` (e.g. `LOCK TABLE ... IN ACCESS EXCLUSIVE MODE`) until release():
+ * what a run under test waits on, without an error. release() may be called more than once.
+ */
+export async function holdLock(pool: pg.Pool, lock: string): Promise<{ release(): Promise<void> }> {
+  const client = await pool.connect();
+  await client.query('BEGIN');
+  await client.query(lock);
+  let released = false;
+  return {
+    release: async () => {
+      if (released) return;
+      released = true;
+      await client.query('COMMIT');
+      client.release();
+    },
+  };
+}

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type pg from 'pg';
 import {
   cli,
   createTestDb,
   featureNames,
+  holdLock,
   jobSpec,
   registerModel,
   seedFeatures,
@@ -107,24 +107,15 @@ describe('chunkTimeoutSeconds', () => {
         return rows[0]?.id;
       });
       // The run's own table: its chunks' COPY waits on this lock, without an error.
-      const holder: pg.PoolClient = await db.pool.connect();
-      let released = false;
-      const release = async () => {
-        if (released) return;
-        released = true;
-        await holder.query('COMMIT');
-        holder.release();
-      };
+      const lock = await holdLock(db.pool, `LOCK TABLE prescore.predictions_r${BigInt(run)} IN ACCESS EXCLUSIVE MODE`);
       try {
-        await holder.query('BEGIN');
-        await holder.query(`LOCK TABLE prescore.predictions_r${BigInt(run)} IN ACCESS EXCLUSIVE MODE`);
         await waitFor('a chunk to time out', () => /chunkTimeoutSeconds/.test(child.output().stderr), 30_000);
-        await release();
+        await lock.release();
         const r = await child.done;
         assert.equal(r.code, 0, r.stderr);
         assert.equal((JSON.parse(r.stdout) as { status: string }).status, 'published');
       } finally {
-        await release();
+        await lock.release();
       }
       const served = await servedPredictions(db.pool, 'locked', DATE);
       assert.equal(served.runId, run);

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type pg from 'pg';
 import {
   cli,
   createTestDb,
   featureNames,
+  holdLock,
   jobSpec,
   registerModel,
   seedFeatures,
@@ -31,19 +31,6 @@ async function runsOf(db: TestDb, job: string): Promise<RunRow[]> {
   return rows;
 }
 
-/** A transaction holding `lock` until release(): what the run under test waits on. */
-async function holdLock(db: TestDb, lock: string): Promise<{ release(): Promise<void> }> {
-  const client: pg.PoolClient = await db.pool.connect();
-  await client.query('BEGIN');
-  await client.query(lock);
-  return {
-    release: async () => {
-      await client.query('COMMIT');
-      client.release();
-    },
-  };
-}
-
 /** Ctrl-C and kill -9 of `prescore run`: the date is never blocked, done work is kept. */
 describe('an interrupted local run', () => {
   let db: TestDb;
@@ -61,7 +48,7 @@ describe('an interrupted local run', () => {
       const child = startCli(db, ['run', job, '--date', DATE]);
       const run = await waitFor('the run to be planned', async () => (await runsOf(db, job))[0]);
       // Chunks wait on this lock (their FOR UPDATE of the chunk row): the run is mid-flight.
-      const lock = await holdLock(db, 'LOCK TABLE prescore.run_chunks IN EXCLUSIVE MODE');
+      const lock = await holdLock(db.pool, 'LOCK TABLE prescore.run_chunks IN EXCLUSIVE MODE');
       try {
         await new Promise((r) => setTimeout(r, 300));
         const sent = Date.now();
@@ -91,7 +78,7 @@ describe('an interrupted local run', () => {
     writeJob(db, jobSpec(job, 'lin@champion', 'feats', featureNames(4)));
     const child = startCli(db, ['backfill', job, '--from', DATE, '--to', DATE, '--local']);
     const run = await waitFor('the run to be planned', async () => (await runsOf(db, job))[0]);
-    const lock = await holdLock(db, 'LOCK TABLE prescore.run_chunks IN EXCLUSIVE MODE');
+    const lock = await holdLock(db.pool, 'LOCK TABLE prescore.run_chunks IN EXCLUSIVE MODE');
     try {
       await new Promise((r) => setTimeout(r, 300));
       child.kill('SIGINT');
@@ -111,7 +98,7 @@ describe('an interrupted local run', () => {
     const job = 'int-finalize';
     writeJob(db, jobSpec(job, 'lin@champion', 'feats', featureNames(4)));
     // Publishing waits on this lock, so the run sits in 'finalizing' when it is killed.
-    const lock = await holdLock(db, 'LOCK TABLE prescore.serving IN ACCESS EXCLUSIVE MODE');
+    const lock = await holdLock(db.pool, 'LOCK TABLE prescore.serving IN ACCESS EXCLUSIVE MODE');
     let runId: string;
     try {
       const child = startCli(db, ['run', job, '--date', DATE]);

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type pg from 'pg';
 import {
   cli,
   createTestDb,
   featureNames,
+  holdLock,
   jobSpec,
   registerModel,
   seedFeatures,
@@ -41,16 +41,7 @@ describe('a worker drains on SIGTERM', () => {
     assert.equal(queued.code, 0, queued.stderr);
     const runId = (JSON.parse(queued.stdout) as { id: string }).id;
     // The chunk's write waits on this lock: the worker holds the chunk, mid-flight.
-    const holder: pg.PoolClient = await db.pool.connect();
-    await holder.query('BEGIN');
-    await holder.query(`LOCK TABLE prescore.predictions_r${BigInt(runId)} IN ACCESS EXCLUSIVE MODE`);
-    let released = false;
-    const release = async () => {
-      if (released) return;
-      released = true;
-      await holder.query('COMMIT');
-      holder.release();
-    };
+    const lock = await holdLock(db.pool, `LOCK TABLE prescore.predictions_r${BigInt(runId)} IN ACCESS EXCLUSIVE MODE`);
     try {
       workers = startWorkers(db, 1, env, 1);
       const worker = workers[0]!;
@@ -59,7 +50,7 @@ describe('a worker drains on SIGTERM', () => {
       await waitFor('the worker to start draining', () => /draining/.test(worker.output().stderr), 10_000);
       await new Promise((r) => setTimeout(r, 500));
       assert.equal(worker.exitCode(), null, 'the worker waits for its chunk');
-      await release();
+      await lock.release();
       const r = await worker.done;
       assert.equal(r.code, 0, r.stderr);
       // From the ledger: the chunk it held is done, its rows committed.
@@ -72,7 +63,7 @@ describe('a worker drains on SIGTERM', () => {
         [['done', String(ROWS), true]],
       );
     } finally {
-      await release();
+      await lock.release();
     }
     // Another worker finalizes: every row exactly once.
     workers = startWorkers(db, 1, env, 1);
