@@ -41,9 +41,18 @@ function raw(base: string, head: string, body = ''): Promise<RawResponse> {
   });
 }
 
-/** A route pattern filled with a job and key. */
-function concrete(url: string, job: string): string {
-  return url.replace(':job', job).replace(':key', '7');
+/** A route pattern filled with a job, a key and a run of that job. */
+function concrete(url: string, job: string, runs: Map<string, string>): string {
+  return url
+    .replace(':job', job)
+    .replace(':key', '7')
+    .replace(':id', runs.get(job) ?? '1')
+    .replace(':file', 'app.js');
+}
+
+/** A route that lists what the token may see (no job or run in its path): scoped by the token, not refused. */
+function isListing(url: string): boolean {
+  return !url.includes(':');
 }
 
 /**
@@ -82,13 +91,14 @@ describe('API auth: every route, every form of request target', () => {
   let db: TestDb;
   let server: RunningApi;
   let onlyA = '';
+  const runs = new Map<string, string>();
   before(async () => {
     db = await createTestDb('api_auth_targets');
     await registerModel(db, 'lin', 'linear-float32');
     await seedFeatures(db.pool, 'feats', { rows: 100, features: 4, date: DATE });
     for (const job of ['job-a', 'job-b']) {
       writeJob(db, jobSpec(job, 'lin@champion', 'feats', featureNames(4)));
-      await runJob(db, job, DATE);
+      runs.set(job, await runJob(db, job, DATE));
     }
     server = await startApi(db);
     const r = await cli(db, ['tokens', 'create', '--job', 'job-a']);
@@ -105,13 +115,16 @@ describe('API auth: every route, every form of request target', () => {
     return /"score"|"predictions"|prescore_http|"runId"|127\.0\.0\.1/.test(r.text);
   }
 
-  test('the server lists its routes, and only /healthz and /readyz are public', () => {
+  test('the server lists its routes, and only /healthz, /readyz and the dashboard page are public', () => {
     const byUrl = new Map(server.api.routes.map((r) => [`${r.method} ${r.url}`, r.access]));
     assert.equal(byUrl.get('GET /v1/predictions/:job/:key'), 'data');
     assert.equal(byUrl.get('POST /v1/predictions/:job'), 'data');
     assert.equal(byUrl.get('GET /metrics'), 'ops');
     const open = server.api.routes.filter((r) => r.access === 'public').map((r) => r.url);
-    assert.deepEqual([...new Set(open)].sort(), ['/healthz', '/readyz']);
+    assert.deepEqual([...new Set(open)].sort(), ['/healthz', '/readyz', '/ui', '/ui/:file']);
+    assert.equal(byUrl.get('GET /v1/jobs'), 'data');
+    assert.equal(byUrl.get('GET /v1/runs'), 'data');
+    assert.equal(byUrl.get('GET /v1/runs/:id/report'), 'data');
   });
 
   test('absolute-form targets (the bypass that was) get 401 for GET and POST', async () => {
@@ -126,7 +139,7 @@ describe('API auth: every route, every form of request target', () => {
     let tried = 0;
     for (const route of server.api.routes) {
       if (route.access === 'public') continue;
-      for (const target of targets(concrete(route.url, 'job-a'))) {
+      for (const target of targets(concrete(route.url, 'job-a', runs))) {
         for (const version of ['HTTP/1.1', 'HTTP/1.0']) {
           const body = route.method === 'POST' ? JSON.stringify({ keys: ['7'] }) : '';
           const r = await raw(server.base, `${route.method} ${target} ${version}\r\nHost: x\r\nConnection: close`, body);
@@ -143,19 +156,30 @@ describe('API auth: every route, every form of request target', () => {
     const auth = `Authorization: Bearer ${onlyA}`;
     const ok = await raw(server.base, `GET http://x/v1/predictions/job-a/7 HTTP/1.1\r\nHost: x\r\n${auth}\r\nConnection: close`);
     assert.equal(ok.status, 200, ok.text);
+    let listed = 0;
     for (const route of server.api.routes) {
       if (route.access === 'public') continue;
-      for (const target of targets(concrete(route.url, 'job-b'))) {
+      const path = concrete(route.url, 'job-b', runs);
+      // A listing asked for job-b by name is refused like a route naming it.
+      const all = isListing(route.url) ? [...targets(path), `${path}?job=job-b`] : targets(path);
+      for (const target of all) {
         const body = route.method === 'POST' ? JSON.stringify({ keys: ['7'] }) : '';
         const r = await raw(server.base, `${route.method} ${target} HTTP/1.1\r\nHost: x\r\n${auth}\r\nConnection: close`, body);
+        if (isListing(route.url) && r.status === 200) {
+          // Answered, but only with job-a's things.
+          listed++;
+          assert.ok(!/job-b/.test(r.text) && !r.text.includes(`"${runs.get('job-b')}"`), `${route.method} ${target}: ${r.text}`);
+          continue;
+        }
         assert.ok(r.status >= 400 && r.status < 500, `${route.method} ${target}: ${r.status}\n${r.text}`);
         assert.ok(!leaks(r), `${route.method} ${target}: ${r.text}`);
       }
     }
+    assert.ok(listed > 0, 'the listings answer a scoped token');
   });
 
   test('public routes say nothing about the database or the jobs', async () => {
-    for (const target of [...targets('/readyz'), ...targets('/healthz')]) {
+    for (const target of [...targets('/readyz'), ...targets('/healthz'), ...targets('/ui'), ...targets('/ui/app.js')]) {
       const r = await raw(server.base, `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close`);
       assert.ok(!leaks(r) && !/job-a|postgres|migrations/.test(r.text.split('\r\n\r\n')[1] ?? ''), `${target}: ${r.text}`);
     }

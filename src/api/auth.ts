@@ -76,6 +76,18 @@ export class TokenCache {
     if (job !== undefined && !token.jobs.has(job)) throw new HttpError(403, `this token may not read job "${job}"`);
   }
 
+  /**
+   * The jobs the request may read: null for every job (auth off, or a token for every job),
+   * else the token's jobs. Throws 401 as check() does, so a listing never answers without a
+   * valid token.
+   */
+  scope(authorization: string | undefined): ReadonlySet<string> | null {
+    this.check(authorization, undefined);
+    if (!this.enforced) return null;
+    const m = BEARER.exec(authorization!)!;
+    return this.byDigest.get(tokenDigest(m[1]!))!.jobs;
+  }
+
   /** True when the request may see details (auth is off, or it carries a valid token). */
   allows(authorization: string | undefined): boolean {
     try {

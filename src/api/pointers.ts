@@ -84,6 +84,11 @@ export class ServingPointers {
     return best;
   }
 
+  /** The jobs with at least one published date. */
+  jobNames(): string[] {
+    return [...this.jobs.keys()];
+  }
+
   hasJob(job: string): boolean {
     return this.jobs.has(job);
   }

@@ -8,6 +8,7 @@ import { NAME_RULE, isName } from '../names.js';
 import type { Logger } from '../log.js';
 import { PUBLISH_CHANNEL } from '../db/sql/serving.js';
 import { runReport } from './reports.js';
+import { dataHeaders, installDashboard, type JobsProvider } from './dashboard.js';
 import { rejectReason } from '../db/sql/rejects.js';
 import { Admission } from './admission.js';
 import { TokenCache, type AuthMode } from './auth.js';
@@ -51,6 +52,8 @@ export interface ApiOptions {
   maxBulkKeys?: number;
   /** A request whose headers and body have not arrived within this long is cut off (default 10,000). */
   requestTimeoutMs?: number;
+  /** The job files, for the dashboard's `GET /v1/jobs` (without it: the jobs with published runs). */
+  jobs?: JobsProvider;
 }
 
 export interface Api {
@@ -76,6 +79,9 @@ const ROUTES: [RegExp, string][] = [
   [/^\/v1\/predictions\/[^/]+\/[^/]+$/, 'GET, HEAD'],
   [/^\/v1\/predictions\/[^/]+$/, 'POST'],
   [/^\/(healthz|readyz|metrics)$/, 'GET, HEAD'],
+  [/^\/v1\/(jobs|runs)$/, 'GET, HEAD'],
+  [/^\/v1\/runs\/[^/]+\/report$/, 'GET, HEAD'],
+  [/^\/ui(\/[^/]*)?$/, 'GET, HEAD'],
 ];
 
 /**
@@ -172,6 +178,7 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
 
   const routes = installAccess(app, tokens);
   installJsonBody(app);
+  installDashboard(app, { pool, log, tokens, pointers, jobs: options.jobs });
   const ops = buildOps(pool, metrics, requestTimeout);
 
   app.addHook('onResponse', (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
@@ -244,7 +251,9 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     if (!found) throw new HttpError(404, `run ${id} does not exist`);
     tokens.check(request.headers.authorization, found.run.job);
     if (!found.report) throw new HttpError(404, `run ${id} has no report (it is ${found.run.status})`);
-    return reply.type(JSON_TYPE).send(JSON.stringify({ run: found.run, ...found.report }));
+    return dataHeaders(reply)
+      .type(JSON_TYPE)
+      .send(JSON.stringify({ run: found.run, ...found.report }));
   });
 
   app.get('/healthz', { config: { access: 'public' } }, async () => ({ status: 'ok' }));

@@ -1,9 +1,15 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import type { Command } from 'commander';
 import type { AuthMode } from '../api/auth.js';
+import type { JobInfo } from '../api/dashboard.js';
 import { buildApi } from '../api/server.js';
 import { resolveConfig } from '../config.js';
 import { openDatabase } from '../db/database.js';
+import { listJobFiles, parseJobFile } from '../definitions/load.js';
+import { errorMessage } from '../errors.js';
 import { createLogger } from '../log.js';
+import { nextFire } from '../scheduler/calendar.js';
 import { integer } from './options.js';
 import { untilSignal } from './service.js';
 
@@ -11,11 +17,34 @@ import { untilSignal } from './service.js';
 // queue inside PostgreSQL.
 const POOL_SIZE = 16;
 
+/** The job files as the dashboard lists them, read afresh on each call, with each schedule's next fire. */
+export async function jobInfos(jobsDir: string, now = new Date()): Promise<JobInfo[]> {
+  return Promise.all(
+    listJobFiles(jobsDir).map(async (file): Promise<JobInfo> => {
+      try {
+        const { spec } = parseJobFile(file, await fs.readFile(file, 'utf8'));
+        const next = spec.schedule ? nextFire(spec.schedule, now) : null;
+        return {
+          name: spec.name,
+          model: spec.model,
+          schedule: spec.schedule ? { cron: spec.schedule.cron, timezone: spec.schedule.timezone } : null,
+          nextFireAt: next?.at.toISOString() ?? null,
+          nextDate: next?.date ?? null,
+          error: null,
+        };
+      } catch (err) {
+        const name = path.basename(file, '.json');
+        return { name, model: null, schedule: null, nextFireAt: null, nextDate: null, error: errorMessage(err) };
+      }
+    }),
+  );
+}
+
 export function serveCommand(program: Command): void {
   program
     .command('serve')
     .description(
-      'serve published predictions over HTTP (GET/POST /v1/predictions, /healthz, /readyz, /metrics)\n' +
+      'serve published predictions over HTTP (GET/POST /v1/predictions, /healthz, /readyz, /metrics) and the dashboard at /ui\n' +
         'env: DATABASE_URL, PRESCORE_API_AUTH (auto|token|none), PRESCORE_API_TIMEOUT_MS',
     )
     .option('--port <port>', 'TCP port (0: any free port)', integer('--port', 0, 65535), 8080)
@@ -34,7 +63,12 @@ export function serveCommand(program: Command): void {
       const log = createLogger(config.logLevel);
       const db = await openDatabase(config, log, { poolSize: POOL_SIZE, timeoutMs: config.apiTimeoutMs });
       try {
-        const api = await buildApi(db.pool, log, { processMetrics: true, auth, lookupTimeoutMs: config.apiTimeoutMs });
+        const api = await buildApi(db.pool, log, {
+          processMetrics: true,
+          auth,
+          lookupTimeoutMs: config.apiTimeoutMs,
+          jobs: () => jobInfos(config.jobsDir),
+        });
         try {
           const address = await api.app.listen({ port: listenPort, host: opts.host });
           log.info({ address }, 'serving predictions');

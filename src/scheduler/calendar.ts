@@ -28,3 +28,18 @@ export function dueDates(schedule: Schedule, now: Date): string[] {
   }
   return [...dates].sort();
 }
+
+/**
+ * The next time the cron fires after `now` (in its time zone, daylight saving resolved as
+ * dueDates does) and the partition date that fire scores; null when the expression never
+ * fires again.
+ */
+export function nextFire(
+  schedule: Pick<Schedule, 'cron' | 'timezone' | 'dateOffsetDays'>,
+  now: Date,
+): { at: Date; date: string } | null {
+  const expr = CronExpressionParser.parse(schedule.cron, { tz: schedule.timezone, currentDate: now });
+  if (!expr.hasNext()) return null;
+  const at = expr.next().toDate();
+  return { at, date: addDays(localDate(at, schedule.timezone), schedule.dateOffsetDays) };
+}

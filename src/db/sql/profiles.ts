@@ -123,3 +123,13 @@ export async function loadReport<R, B>(db: Queryable, runId: string): Promise<St
   const r = rows[0];
   return r && { runId, baseline: r.baseline, report: r.report, breaches: r.breaches, createdAt: r.created_at.toISOString() };
 }
+
+/** The gates each of these runs broke (runs without a report are absent). */
+export async function reportBreaches<B>(db: Queryable, runIds: readonly string[]): Promise<Map<string, B[]>> {
+  if (runIds.length === 0) return new Map();
+  const { rows } = await db.query<{ run_id: string; breaches: B[] }>(
+    'SELECT run_id::text, breaches FROM prescore.run_reports WHERE run_id = ANY ($1::bigint[])',
+    [runIds],
+  );
+  return new Map(rows.map((r) => [r.run_id, r.breaches]));
+}

@@ -104,10 +104,22 @@ export async function getRun(db: Queryable, id: string): Promise<RunInfo | null>
   return rows[0] ? toInfo(rows[0]) : null;
 }
 
-export async function listRuns(db: Queryable, options: { job?: string; limit?: number } = {}): Promise<RunInfo[]> {
-  const { rows } = await db.query<RunRow>(`${SELECT_RUN} WHERE $1::text IS NULL OR r.job = $1 ORDER BY r.id DESC LIMIT $2`, [
-    options.job ?? null,
-    options.limit ?? 50,
-  ]);
+export interface RunFilter {
+  /** Only this job. */
+  job?: string;
+  /** Only these jobs (a token's scope); an empty list matches nothing. */
+  jobs?: readonly string[];
+  status?: RunStatus;
+  limit?: number;
+}
+
+/** Runs, newest first. */
+export async function listRuns(db: Queryable, options: RunFilter = {}): Promise<RunInfo[]> {
+  const { rows } = await db.query<RunRow>(
+    `${SELECT_RUN}
+      WHERE ($1::text IS NULL OR r.job = $1) AND ($3::text[] IS NULL OR r.job = ANY ($3)) AND ($4::text IS NULL OR r.status = $4)
+      ORDER BY r.id DESC LIMIT $2`,
+    [options.job ?? null, options.limit ?? 50, options.jobs ?? null, options.status ?? null],
+  );
   return rows.map(toInfo);
 }

@@ -95,3 +95,13 @@ export async function notifyPublished(db: Queryable, job: string, date: string |
     JSON.stringify(date === null ? { job, runId } : { job, date, runId }),
   ]);
 }
+
+/** Which of these runs a serving pointer names (the run answering for its date). */
+export async function servingRunIds(db: Queryable, runIds: readonly string[]): Promise<Set<string>> {
+  if (runIds.length === 0) return new Set();
+  const { rows } = await db.query<{ run_id: string }>(
+    'SELECT run_id::text FROM prescore.serving WHERE run_id = ANY ($1::bigint[])',
+    [runIds],
+  );
+  return new Set(rows.map((r) => r.run_id));
+}
