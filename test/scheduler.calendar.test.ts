@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { localDate } from '../src/dates.js';
-import { dueDates } from '../src/scheduler/calendar.js';
+import { dueDates, nextFire } from '../src/scheduler/calendar.js';
 
 const berlin = { cron: '30 2 * * *', timezone: 'Europe/Berlin', dateOffsetDays: 0, catchUpDays: 0 };
 
@@ -38,5 +38,20 @@ describe('scheduler calendar', () => {
     const hourly = { cron: '0 * * * *', timezone: 'America/New_York', dateOffsetDays: 0, catchUpDays: 0 };
     assert.deepEqual(dueDates(hourly, new Date('2026-11-23T12:30:00Z')), ['2026-11-23']);
     assert.equal(localDate(new Date('2026-11-23T03:00:00Z'), 'America/New_York'), '2026-11-22');
+  });
+
+  test("the next fire (what the dashboard shows) is strictly after now, in the job's time zone, across daylight saving", () => {
+    const next = (now: string, s = berlin) => {
+      const f = nextFire(s, new Date(now))!;
+      return [f.at.toISOString(), f.date];
+    };
+    assert.deepEqual(next('2026-11-23T01:29:00Z'), ['2026-11-23T01:30:00.000Z', '2026-11-23']);
+    // At the fire instant itself, the next one is tomorrow's.
+    assert.deepEqual(next('2026-11-23T01:30:00Z'), ['2026-11-24T01:30:00.000Z', '2026-11-24']);
+    // Spring-forward night: 02:30 does not exist, the fire is at 03:30 CEST (01:30 UTC).
+    assert.deepEqual(next('2026-03-28T12:00:00Z'), ['2026-03-29T01:30:00.000Z', '2026-03-29']);
+    // After it, summer time: 02:30 CEST is 00:30 UTC.
+    assert.deepEqual(next('2026-03-29T12:00:00Z'), ['2026-03-30T00:30:00.000Z', '2026-03-30']);
+    assert.deepEqual(next('2026-11-23T12:00:00Z', { ...berlin, dateOffsetDays: -1 }), ['2026-11-24T01:30:00.000Z', '2026-11-23']);
   });
 });
