@@ -112,6 +112,7 @@ describe('dashboard at /ui', { skip: chromiumMissing() }, () => {
     const { page, problems } = await openPage(browser);
     await page.goto(`${server!.base}/ui`);
     assert.equal(await pageState(page, ['login', 'ready']), 'login');
+    await screenshot(page, 'dashboard-login.png');
     assert.equal(await signIn(page, allToken), 'ready');
 
     const cliRuns = await json<RunJson[]>(db, ['runs', 'list']);
