@@ -59,6 +59,9 @@ describe('dashboard at /ui', { skip: chromiumMissing() }, () => {
   let published = '';
   let held = '';
   let failed = '';
+  /** What the CLI says, the oracle for what the page shows (nothing changes after before()). */
+  let cliRuns: RunJson[] = [];
+  let heldReport: ReportJson;
 
   before(async () => {
     db = await createTestDb('dashboard');
@@ -94,7 +97,9 @@ describe('dashboard at /ui', { skip: chromiumMissing() }, () => {
     await db.pool.query(`UPDATE feats SET ${QUOTED} = NULL WHERE as_of = $1 AND id = 7`, [D3]);
     const f = await cli(db, ['run', 'dash', '--date', D3, '--json']);
     assert.notEqual(f.code, 0);
-    failed = (await json<RunJson[]>(db, ['runs', 'list'])).find((r) => r.status === 'failed')!.id;
+    cliRuns = await json<RunJson[]>(db, ['runs', 'list']);
+    failed = cliRuns.find((r) => r.status === 'failed')!.id;
+    heldReport = await json<ReportJson>(db, ['runs', 'report', held]);
 
     allToken = (await createToken(db.pool, { name: 'ops' })).token;
     otherToken = (await createToken(db.pool, { jobs: ['other'] })).token;
@@ -115,7 +120,6 @@ describe('dashboard at /ui', { skip: chromiumMissing() }, () => {
     await screenshot(page, 'dashboard-login.png');
     assert.equal(await signIn(page, allToken), 'ready');
 
-    const cliRuns = await json<RunJson[]>(db, ['runs', 'list']);
     assert.deepEqual(
       cliRuns.map((r) => r.status),
       ['failed', 'held', 'published'],
@@ -132,7 +136,7 @@ describe('dashboard at /ui', { skip: chromiumMissing() }, () => {
     assert.ok(shown.find((r) => r.id === failed)!.text.includes(EVIL), 'the failed run shows its error, naming the column');
 
     // The held run, prominently: gate, column, value and threshold, as the report has them.
-    const { breaches } = await json<ReportJson>(db, ['runs', 'report', held]);
+    const { breaches } = heldReport;
     assert.equal(breaches.length, 1);
     const gateRow = await page.$$eval(`#held .held-run[data-run-id="${held}"] tr[data-gate]`, (trs) =>
       trs.map((tr) =>
@@ -184,7 +188,7 @@ describe('dashboard at /ui', { skip: chromiumMissing() }, () => {
     await signIn(page, allToken);
     await page.click(`#held .held-run[data-run-id="${held}"] button.link`);
     await page.waitForSelector(`#report[data-run-id="${held}"][data-loaded="ok"]`);
-    const { report, breaches } = await json<ReportJson>(db, ['runs', 'report', held]);
+    const { report, breaches } = heldReport;
     const drawable = report.columns.filter((c) => c.kind !== 'label');
     assert.deepEqual(
       drawable.map((c) => c.column),
@@ -305,7 +309,6 @@ describe('dashboard at /ui', { skip: chromiumMissing() }, () => {
       assert.equal(await pageState(page, ['login', 'ready']), 'ready');
       assert.equal(await page.$eval('#login', (e) => (e as HTMLElement).hidden), true);
       assert.match((await page.$eval('#auth-state', (e) => e.textContent)) ?? '', /auth off/);
-      const cliRuns = await json<RunJson[]>(db, ['runs', 'list']);
       assert.deepEqual(
         (await shownRuns(page)).map((r) => r.id),
         cliRuns.map((r) => r.id),

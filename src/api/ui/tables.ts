@@ -26,7 +26,7 @@ export function renderJobs(jobs: JobRow[], now: number): void {
       h(
         'td',
         { 'data-field': 'next' },
-        j.nextFireAt ? instant(j.nextFireAt, j.schedule?.timezone) : '–',
+        j.nextFireAt ? h('span', { class: 'nowrap' }, instant(j.nextFireAt, j.schedule?.timezone)) : '–',
         j.nextFireAt ? h('div', { class: 'muted small' }, `${relative(j.nextFireAt, now)}, scores ${j.nextDate ?? '–'}`) : null,
       ),
       h(
