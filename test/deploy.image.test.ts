@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { packageRoot } from '../src/paths.js';
@@ -28,7 +30,25 @@ function freePort(): Promise<number> {
 }
 
 /** `podman run` with the host's network, a container name this file removes afterwards. */
-function podmanRun(db: TestDb, name: string, args: string[], opts: { detach?: boolean; entrypoint?: string } = {}) {
+/** What deploy/k8s asks of every pod: read-only root, /tmp writable, no capabilities, no escalation. */
+const HARDENED = [
+  '--read-only',
+  '--tmpfs',
+  '/tmp',
+  '-e',
+  'PRESCORE_HOME=/tmp/prescore',
+  '--cap-drop',
+  'ALL',
+  '--security-opt',
+  'no-new-privileges',
+];
+
+function podmanRun(
+  db: TestDb,
+  name: string,
+  args: string[],
+  opts: { detach?: boolean; entrypoint?: string; hardened?: boolean } = {},
+) {
   const container = `prescore-ci-${name}-${tag}`;
   started.push(container);
   return run(
@@ -41,6 +61,7 @@ function podmanRun(db: TestDb, name: string, args: string[], opts: { detach?: bo
       '--network',
       'host',
       ...(opts.entrypoint ? ['--entrypoint', opts.entrypoint] : []),
+      ...(opts.hardened ? HARDENED : []),
       '-e',
       `DATABASE_URL=${db.url}`,
       '-e',
@@ -51,6 +72,17 @@ function podmanRun(db: TestDb, name: string, args: string[], opts: { detach?: bo
     { timeoutMs: 120_000 },
   ).then((r) => ({ ...r, container }));
 }
+
+test('.dockerignore keeps history, host builds, tests, local state, secrets and models out of the build context', () => {
+  const patterns = fs
+    .readFileSync(path.join(packageRoot, '.dockerignore'), 'utf8')
+    .split('\n')
+    .filter((l) => l && !l.startsWith('#'));
+  for (const p of ['.git', '**/node_modules', 'dist', 'test', 'bench', '.prescore', '**/*.onnx', '**/.env', 'secrets']) {
+    assert.ok(patterns.includes(p), `.dockerignore has ${p}`);
+  }
+  assert.ok(!patterns.some((p) => p.startsWith('!')), 'no exception re-includes anything');
+});
 
 describe('the container image', { skip }, () => {
   let db: TestDb;
@@ -149,13 +181,13 @@ describe('the container image', { skip }, () => {
     assert.ok(!inspect.Config.Env.some((e) => e.startsWith('NODE_EXTRA_CA_CERTS')), 'the CA secret is not trusted at run time');
   });
 
-  test('serve listens as the container asks, the healthcheck sees /readyz, and SIGTERM reaches node through tini', async () => {
+  test('serve (hardened as in deploy/k8s) listens as the container asks, the healthcheck sees /readyz, and SIGTERM reaches node through tini', async () => {
     const [port, ops] = [await freePort(), await freePort()];
     const r = await podmanRun(
       db,
       'serve',
       ['serve', '--host', '127.0.0.1', '--port', String(port), '--ops-port', String(ops), '--ops-host', '127.0.0.1'],
-      { detach: true },
+      { detach: true, hardened: true },
     );
     assert.equal(r.code, 0, r.stderr);
     let health = await run('podman', ['healthcheck', 'run', r.container]);
@@ -185,8 +217,8 @@ describe('the container image', { skip }, () => {
     assert.equal(exit.stdout.trim(), '0', 'serve drained and exited 0');
   });
 
-  test('a worker drains on SIGTERM and exits 0', async () => {
-    const r = await podmanRun(db, 'worker', ['worker', '--concurrency', '1'], { detach: true });
+  test('a worker with a read-only root and no capabilities runs, drains on SIGTERM and exits 0', async () => {
+    const r = await podmanRun(db, 'worker', ['worker', '--concurrency', '1'], { detach: true, hardened: true });
     assert.equal(r.code, 0, r.stderr);
     await sleep(3000); // past start-up: connected to the queue (PostgreSQL backend, no REDIS_URL)
     const running = await run('podman', ['inspect', '--format', '{{.State.Running}}', r.container]);
