@@ -86,10 +86,10 @@ describe('health and metrics', () => {
     assert.equal(sample(text, 'prescore_http_request_duration_seconds_bucket', { ...get, status: '200', le: '+Inf' }), 3);
     const seconds = sample(text, 'prescore_http_request_duration_seconds_sum', { ...get, status: '200' })!;
     assert.ok(seconds > 0 && seconds < 3, `latency sum ${seconds}`);
-    assert.equal(sample(text, 'prescore_prediction_hits_total', { job: 'm-job' }), 6);
-    assert.equal(sample(text, 'prescore_prediction_misses_total', { job: 'm-job' }), 4);
+    assert.equal(sample(text, 'prescore_prediction_hits_total', { prescore_job: 'm-job' }), 6);
+    assert.equal(sample(text, 'prescore_prediction_misses_total', { prescore_job: 'm-job' }), 4);
     // Unknown jobs are not labels: a client cannot grow the metric set at will.
-    assert.equal(sample(text, 'prescore_prediction_misses_total', { job: 'no-job' }), undefined);
+    assert.equal(sample(text, 'prescore_prediction_misses_total', { prescore_job: 'no-job' }), undefined);
     assert.equal(sample(text, 'prescore_api_listener_up'), 1);
   });
 
@@ -98,7 +98,7 @@ describe('health and metrics', () => {
       (
         await db.pool.query<{ t: Date }>('SELECT published_at AS t FROM prescore.runs WHERE id = $1', [runId])
       ).rows[0]!.t.getTime();
-    const age = async () => sample(await metrics(), 'prescore_served_run_age_seconds', { job: 'm-job' })!;
+    const age = async () => sample(await metrics(), 'prescore_served_run_age_seconds', { prescore_job: 'm-job' })!;
     const now = (Date.now() - (await publishedAt(run1))) / 1000;
     assert.ok(Math.abs((await age()) - now) < 2, `age ${await age()} vs ${now}`);
     // The nightly run of D1 went stale two days ago...

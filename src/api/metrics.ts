@@ -11,8 +11,8 @@ export class ApiMetrics {
   readonly registry = new Registry();
   private readonly requests: Counter<HttpLabels>;
   private readonly duration: Histogram<HttpLabels>;
-  private readonly hitsTotal: Counter<'job'>;
-  private readonly missesTotal: Counter<'job'>;
+  private readonly hitsTotal: Counter<'prescore_job'>;
+  private readonly missesTotal: Counter<'prescore_job'>;
   private readonly batchKeys: Histogram;
   private readonly children = new Map<string, { count: Counter.Internal; seconds: Histogram.Internal<HttpLabels> }>();
 
@@ -34,13 +34,13 @@ export class ApiMetrics {
     this.hitsTotal = new Counter({
       name: 'prescore_prediction_hits_total',
       help: 'keys answered with a prediction, by job',
-      labelNames: ['job'],
+      labelNames: ['prescore_job'],
       registers,
     });
     this.missesTotal = new Counter({
       name: 'prescore_prediction_misses_total',
       help: 'keys asked for that the serving run does not have, by job',
-      labelNames: ['job'],
+      labelNames: ['prescore_job'],
       registers,
     });
     this.batchKeys = new Histogram({
@@ -52,11 +52,11 @@ export class ApiMetrics {
     new Gauge({
       name: 'prescore_served_run_age_seconds',
       help: "seconds since the run serving the job's newest date was published: alert when a nightly job goes stale",
-      labelNames: ['job'],
+      labelNames: ['prescore_job'],
       registers,
       collect() {
         this.reset();
-        for (const [job, seconds] of pointers.ages()) this.set({ job }, seconds);
+        for (const [job, seconds] of pointers.ages()) this.set({ prescore_job: job }, seconds);
       },
     });
     new Gauge({
@@ -95,10 +95,10 @@ export class ApiMetrics {
   }
 
   hits(job: string, n: number): void {
-    if (n > 0) this.hitsTotal.inc({ job }, n);
+    if (n > 0) this.hitsTotal.inc({ prescore_job: job }, n);
   }
 
   misses(job: string, n: number): void {
-    if (n > 0) this.missesTotal.inc({ job }, n);
+    if (n > 0) this.missesTotal.inc({ prescore_job: job }, n);
   }
 }

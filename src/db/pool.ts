@@ -13,13 +13,20 @@ pg.types.setTypeParser(pg.types.builtins.DATE, (v) => v);
  * `timeoutMs`: how long to wait for a connection (a new one, or a free one of a full pool);
  * the read API sets it so a hanging server gives a quick 503 rather than a pile of requests.
  */
-export function createPool(connectionString: string, log: Logger, max = 10, timeoutMs?: number): Pool {
+export function createPool(
+  connectionString: string,
+  log: Logger,
+  max = 10,
+  timeoutMs?: number,
+  extra: { applicationName?: string; statementTimeoutMs?: number } = {},
+): Pool {
   // TCP keepalive: a server that vanished without closing the socket (a partition, a dead
   // host) is noticed, so a chunk fails and retries instead of waiting forever.
   const pool = new pg.Pool({
     connectionString,
     max,
-    application_name: 'prescore',
+    application_name: extra.applicationName ?? 'prescore',
+    statement_timeout: extra.statementTimeoutMs,
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000,
     connectionTimeoutMillis: timeoutMs,

@@ -12,7 +12,11 @@ export class InferencePool {
   readonly intraOpThreads: number;
   private closed = false;
 
-  constructor(threads: number) {
+  /** `onBatch`: told each batch's latency (queued for and run in a thread), e.g. for metrics. */
+  constructor(
+    threads: number,
+    private readonly onBatch?: (sha256: string, seconds: number) => void,
+  ) {
     const cores = Math.max(1, os.availableParallelism());
     this.intraOpThreads = Math.max(1, Math.floor(cores / threads));
     this.piscina = new Piscina({
@@ -26,7 +30,14 @@ export class InferencePool {
   run(task: Omit<InferTask, 'intraOpThreads'>): Promise<InferResult> {
     const full: InferTask = { ...task, intraOpThreads: this.intraOpThreads };
     const transfer = task.features.byteOffset === 0 && task.features.buffer instanceof ArrayBuffer ? [task.features.buffer] : [];
-    return this.piscina.run(full, { transferList: transfer }) as Promise<InferResult>;
+    const onBatch = this.onBatch;
+    const started = onBatch ? performance.now() : 0;
+    const result = this.piscina.run(full, { transferList: transfer }) as Promise<InferResult>;
+    if (!onBatch) return result;
+    return result.then((r) => {
+      onBatch(task.sha256, (performance.now() - started) / 1000);
+      return r;
+    });
   }
 
   async close(): Promise<void> {

@@ -5,6 +5,7 @@ import type { Logger } from '../log.js';
 import type { Pool } from '../db/pool.js';
 import type { ResolvedJob } from '../definitions/check.js';
 import { InferencePool, sharedBytes } from '../inference/pool.js';
+import type { WorkerMetrics } from '../metrics/worker.js';
 import { loadModelBytes } from '../models/registry.js';
 import { executeChunk } from '../runs/chunk.js';
 import { finalizeRun } from '../runs/finalize.js';
@@ -37,8 +38,12 @@ export async function startWorker(
   config: Config,
   log: Logger,
   concurrency: number,
+  metrics?: WorkerMetrics,
 ): Promise<WorkerHandle> {
-  const inference = new InferencePool(Math.min(concurrency, config.inferenceThreads));
+  const inference = new InferencePool(
+    Math.min(concurrency, config.inferenceThreads),
+    metrics && ((sha256, seconds) => metrics.inferred(sha256, seconds)),
+  );
   const runs = new Map<string, Promise<RunContext>>();
   const models = new Map<string, Promise<Uint8Array>>();
 
@@ -49,6 +54,7 @@ export async function startWorker(
         const plan = await runPlan<ResolvedJob>(pool, runId);
         if (!plan) throw new InputError(`run ${runId} does not exist`);
         const job = plan.spec;
+        metrics?.model(job.model.sha256, job.model.name, job.model.version);
         let model = models.get(job.model.sha256);
         if (!model) {
           model = loadModelBytes(pool, job.model.name, job.model.version).then(sharedBytes);
@@ -94,9 +100,15 @@ export async function startWorker(
           ...bounds,
         });
         log.debug({ runId, chunkNo, status: r.status, rows: r.read }, 'chunk finished');
+        if (r.status !== 'inactive') metrics?.chunk(ctx.job.name, r.status, r);
         return { status: r.status, read: r.read, written: r.written, rejected: r.rejected };
       } catch (err) {
-        throw await fail(job, runId, err);
+        const error = await fail(job, runId, err);
+        if (metrics) {
+          const name = (await context(runId).catch(() => undefined))?.job.name;
+          if (name !== undefined) metrics.chunk(name, error instanceof UnrecoverableError ? 'failed' : 'retried');
+        }
+        throw error;
       }
     },
     { concurrency, lockSeconds: config.lockSeconds },
