@@ -222,7 +222,7 @@ describe('API auth modes and the ops port', () => {
       const ops = await server.api.ops.listen({ port: 0, host: '127.0.0.1' });
       const metrics = await request(ops, '/metrics');
       assert.equal(metrics.status, 200);
-      assert.match(metrics.text, /prescore_served_run_age_seconds\{job="job-a"\}/);
+      assert.match(metrics.text, /prescore_served_run_age_seconds\{prescore_job="job-a"\}/);
       assert.deepEqual((await request(ops, '/readyz')).body, { ready: true });
       assert.equal((await request(ops, '/v1/predictions/job-a/1')).status, 404);
     } finally {
