@@ -15,7 +15,7 @@ const services = compose.services as Record<string, any>;
 const PRESCORE = ['migrate', 'worker', 'scheduler', 'api'];
 const LONG_RUNNING = ['postgres', 'redis', 'worker', 'scheduler', 'api', 'prometheus', 'grafana'];
 const MONITORING = ['prometheus', 'grafana'];
-/** What the metrics branch provides, by these names; the monitoring services mount each one. */
+/** The Prometheus and Grafana files of deploy/, by these names; the monitoring services mount each one. */
 const MONITORING_FILES = [
   'deploy/prometheus/prometheus.yml',
   'deploy/prometheus/alerts.yml',
@@ -61,7 +61,7 @@ describe('docker-compose.yml', () => {
     ]);
   });
 
-  // Fails before the metrics branch is merged: it brings worker/scheduler --metrics-port/--metrics-host.
+  // worker and scheduler are started with --metrics-port/--metrics-host: each flag must be declared.
   test('every flag a service passes is one its role declares', () => {
     for (const name of PRESCORE) assert.deepEqual(undeclaredFlags(services[name].command), [], name);
   });
@@ -121,7 +121,7 @@ describe('docker-compose.yml', () => {
     for (const list of Object.values(ports)) for (const p of list) assert.match(p, /\$\{PRESCORE_\w+_PORT:-\d+\}:\d+$/);
   });
 
-  test('the monitoring services mount the metrics branch files, and each exists', () => {
+  test('the monitoring services mount the Prometheus and Grafana files of deploy/, and each exists', () => {
     assert.deepEqual(
       [...hostMounts('prometheus'), ...hostMounts('grafana')].sort(),
       MONITORING_FILES.map((f) => `./${f}`).sort(),

@@ -129,7 +129,7 @@ describe('the Kubernetes manifests', () => {
     },
   );
 
-  // Fails before the metrics branch is merged: it brings worker/scheduler --metrics-port/--metrics-host.
+  // worker and scheduler run with --metrics-port/--metrics-host: each flag must be declared.
   test('every flag a container passes is one its role declares (a typo would crash-loop the pod)', { skip: skipRender }, () => {
     for (const { name, template } of podTemplates()) {
       for (const c of template.spec.containers) assert.deepEqual(undeclaredFlags(c.args), [], `${name}: ${c.args.join(' ')}`);
