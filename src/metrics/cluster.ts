@@ -28,9 +28,7 @@ export function clusterReader(db: Queryable, queues: Queue[]): () => Promise<Clu
       clusterSnapshot(db),
       Promise.all(queues.map(async (q) => ({ queue: q.name, counts: await q.getJobCounts(...QUEUE_STATES) }))),
     ]);
-    const rows = counts.flatMap(({ queue, counts: c }) =>
-      QUEUE_STATES.map((state) => ({ queue, state, count: c[state] ?? 0 })),
-    );
+    const rows = counts.flatMap(({ queue, counts: c }) => QUEUE_STATES.map((state) => ({ queue, state, count: c[state] ?? 0 })));
     return { ...snapshot, queues: rows };
   };
 }

@@ -44,7 +44,11 @@ export class WorkerMetrics {
     });
   }
 
-  private child(counter: Counter<'prescore_job'> | Counter<'prescore_job' | 'outcome'>, key: string, labels: Record<string, string>) {
+  private child(
+    counter: Counter<'prescore_job'> | Counter<'prescore_job' | 'outcome'>,
+    key: string,
+    labels: Record<string, string>,
+  ) {
     let c = this.children.get(key);
     if (!c) {
       c = (counter as Counter<string>).labels(labels);
