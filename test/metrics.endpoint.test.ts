@@ -92,6 +92,22 @@ describe('worker and scheduler metrics endpoint', () => {
     assert.equal(sample(text, 'prescore_last_run_score_psi', job), rows[0]!.score);
   });
 
+  test('a chunk that fails the run counts as failed, and the run shows in prescore_runs as failed', async () => {
+    writeJob(db, jobSpec('ep-bad', 'lin@champion', 'feats', featureNames(4), { chunkRows: CHUNK_ROWS, onBadRow: 'fail' }));
+    const r = await cli(db, ['run', 'ep-bad', '--date', D2, '--queue', '--json'], redis);
+    assert.notEqual(r.code, 0, 'a NULL feature with onBadRow "fail" fails the run');
+    const text = await waitFor('the failure to be counted and read', async () => {
+      const t = (await scrape(worker.url)).text;
+      return sample(t, 'prescore_runs', { prescore_job: 'ep-bad', status: 'failed' }) === 1 ? t : undefined;
+    });
+    assert.ok(sample(text, 'prescore_chunks_total', { prescore_job: 'ep-bad', outcome: 'failed' })! >= 1);
+    assert.equal(
+      sample(text, 'prescore_chunks_total', { prescore_job: 'ep-bad', outcome: 'retried' }),
+      undefined,
+      'bad input is not retried',
+    );
+  });
+
   test('a database that does not answer: the last values, prescore_cluster_read_ok 0; then it recovers', async () => {
     await waitFor('a fresh reading', async () => sample((await scrape(worker.url)).text, 'prescore_cluster_read_ok') === 1);
     // The gauges' query waits on the runs table while another session holds it locked.
