@@ -58,6 +58,12 @@ export class GridSum {
     for (const [k, c] of hist) this.counts[k + OFFSET]! += c;
   }
 
+  /** `n` packed (int16 key, uint32 count) pairs, little-endian, from `at` (the stored form). */
+  addPacked(view: DataView, at: number, n: number): void {
+    const counts = this.counts;
+    for (let i = 0, o = at; i < n; i++, o += 6) counts[view.getInt16(o, true) + OFFSET]! += view.getUint32(o + 2, true);
+  }
+
   sparse(): [number, number][] {
     const out: [number, number][] = [];
     for (let i = 0; i < KEYS; i++) if (this.counts[i]) out.push([i - OFFSET, this.counts[i]!]);

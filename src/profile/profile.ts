@@ -88,6 +88,19 @@ function takeGrids(length: number): Uint32Array {
   return i >= 0 ? spareGrids.splice(i, 1)[0]! : new Uint32Array(length);
 }
 
+/** A float32's slot in a feature's dense counts: its bits as an int32, shifted (see DenseFeatures). */
+const SLOT_F32 = new Float32Array(1);
+const SLOT_I32 = new Int32Array(SLOT_F32.buffer);
+const HALF = KEYS / 2;
+
+/** How feature histograms were read from the grid: between min and max, or whole (a fallback). */
+export const gridReads = { bounded: 0, whole: 0 };
+
+function slotOf(v: number): number {
+  SLOT_F32[0] = v;
+  return (SLOT_I32[0]! >> SHIFT) + HALF;
+}
+
 /**
  * Grid counts of every float32 feature at once. The batch is row-major (the ONNX tensor's
  * buffer): one pass in memory order, and the bucket is the float's bits shifted (an int32
@@ -95,6 +108,8 @@ function takeGrids(length: number): Uint32Array {
  */
 class DenseFeatures {
   private readonly grids: Uint32Array;
+  /** Values counted per feature: every row of every batch has every feature. */
+  private rows = 0;
 
   constructor(private readonly width: number) {
     this.grids = takeGrids(width * KEYS);
@@ -109,24 +124,51 @@ class DenseFeatures {
   add(values: Float32Array, rows: number): void {
     const { width, grids } = this;
     const bits = new Int32Array(values.buffer, values.byteOffset, rows * width);
+    // Locals, not the imported bindings: the loop runs once per value.
+    const keys = KEYS;
+    const shift = SHIFT;
     for (let r = 0, i = 0; r < rows; r++) {
-      for (let f = 0, base = KEYS / 2; f < width; f++, i++, base += KEYS) grids[base + (bits[i]! >> SHIFT)]!++;
+      for (let f = 0, base = HALF; f < width; f++, i++, base += keys) grids[base + (bits[i]! >> shift)]!++;
     }
+    this.rows += rows;
   }
 
-  /** Feature f's histogram, with the shifted int32 turned into the monotonic grid key. */
-  hist(f: number): [number, number][] {
+  /**
+   * Feature f's histogram, with the shifted int32 turned into the monotonic grid key. With the
+   * reader's min and max only the slots between them are read (a few hundred of 32,768); the
+   * counts found must add up to every value counted, else the whole grid is read.
+   */
+  hist(f: number, range: { min: number; max: number } | null): [number, number][] {
     const grid = this.grids.subarray(f * KEYS, (f + 1) * KEYS);
-    const neg: [number, number][] = [];
-    const pos: [number, number][] = [];
-    for (let idx = 0; idx < KEYS; idx++) {
-      const c = grid[idx];
-      if (!c) continue;
-      const s = idx - KEYS / 2;
-      if (s >= 0) pos.push([s, c]);
-      else neg.push([-s - (KEYS / 2 + 1), c]);
+    if (range && this.rows > 0) {
+      const { min, max } = range;
+      // Negative floats (and -0) sit below HALF, larger magnitudes higher; positive ones above.
+      const neg: [number, number] = [max < 0 ? slotOf(max) : 0, min < 0 ? slotOf(min) : 0];
+      const pos: [number, number] = [min > 0 ? slotOf(min) : HALF, max >= 0 ? slotOf(max === 0 ? 0 : max) : HALF - 1];
+      const out = this.read(grid, neg, pos);
+      if (out.total === this.rows) {
+        gridReads.bounded++;
+        return out.hist;
+      }
     }
-    return [...neg.reverse(), ...pos];
+    gridReads.whole++;
+    return this.read(grid, [0, HALF - 1], [HALF, KEYS - 1]).hist;
+  }
+
+  private read(grid: Uint32Array, neg: [number, number], pos: [number, number]): { hist: [number, number][]; total: number } {
+    const hist: [number, number][] = [];
+    let total = 0;
+    for (let idx = Math.min(neg[1], HALF - 1); idx >= neg[0]; idx--) {
+      const c = grid[idx]!;
+      if (c) hist.push([-idx - 1, c]);
+      total += c;
+    }
+    for (let idx = Math.max(pos[0], HALF); idx <= pos[1]; idx++) {
+      const c = grid[idx]!;
+      if (c) hist.push([idx - HALF, c]);
+      total += c;
+    }
+    return { hist, total };
   }
 }
 
@@ -206,7 +248,7 @@ export class ChunkProfiler {
           sumSq: d.sumSq,
           min: d.count ? d.min : null,
           max: d.count ? d.max : null,
-          hist: this.dense.hist(f),
+          hist: this.dense.hist(f, d.count ? d : null),
         });
       }
       p.nulls = d?.nulls ?? 0;

@@ -6,7 +6,7 @@ import { resolveBaseline } from '../profile/baseline.js';
 import { driftReport, type DriftReport } from '../profile/drift.js';
 import { DEFAULT_GATES, checkGates, describeBreach, type Breach, type Gates } from '../profile/gates.js';
 import { mean, stddev, type ColumnProfile } from '../profile/profile.js';
-import { ProfileMerger, decodeProfiles } from '../profile/codec.js';
+import { ProfileMerger } from '../profile/codec.js';
 import { forEachChunkProfile } from '../db/sql/chunks.js';
 
 export interface GateOutcome {
@@ -28,7 +28,7 @@ export async function gateRun(
   log: Logger,
 ): Promise<GateOutcome> {
   const merger = new ProfileMerger();
-  await forEachChunkProfile(pool, run.id, (buf) => merger.add(decodeProfiles(buf)));
+  await forEachChunkProfile(pool, run.id, (buf) => merger.addEncoded(buf));
   const profiles = merger.result();
   await saveRunProfile(pool, run.id, run.job, run.rowsRead, profiles);
   const baseline = await resolveBaseline(pool, run.job, run.id, run.baseline);
