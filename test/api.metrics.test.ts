@@ -3,6 +3,7 @@ import pg from 'pg';
 import { after, before, describe, test } from 'node:test';
 import { PUBLISH_CHANNEL } from '../src/db/sql/serving.js';
 import { API_POOL_NAME, request, runJob, startApi, type RunningApi } from './api-helpers.js';
+import { sample } from './metrics-helpers.js';
 import {
   ADMIN_URL,
   createTestDb,
@@ -17,21 +18,6 @@ import {
 
 const D0 = '2026-11-19';
 const D1 = '2026-11-20';
-
-/** One sample of a metric with exactly these labels, from Prometheus text. */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  const want = Object.entries(labels)
-    .map(([k, v]) => `${k}="${v}"`)
-    .sort()
-    .join(',');
-  for (const line of text.split('\n')) {
-    const m = /^([a-z_:]+)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const got = (m[2] ?? '').split(',').filter(Boolean).sort().join(',');
-    if (got === want) return Number(m[3]);
-  }
-  return undefined;
-}
 
 /** /healthz, /readyz and /metrics. */
 describe('health and metrics', () => {
