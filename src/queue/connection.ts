@@ -18,6 +18,22 @@ export interface QueueBackend {
   flowProducer(): FlowProducer;
   /** Resolves once the queue's server answers; rejects (instead of waiting forever) if it does not. */
   probe(timeoutMs: number): Promise<void>;
+  /**
+   * How many workers listen on `queue` now (BullMQ's getWorkers: named Redis connections, or
+   * the PostgreSQL backend's named LISTEN sessions in pg_stat_activity); null when the server
+   * cannot list its clients.
+   */
+  workerCount(queue: Queue): Promise<number | null>;
+}
+
+/** BullMQ's stand-in entry when the server refuses CLIENT LIST (e.g. on GCP): the count is unknown. */
+const NO_CLIENT_LIST = 'GCP does not support client list';
+
+async function listedWorkers(queue: Queue, keep: (name: string) => boolean = () => true): Promise<number | null> {
+  // Each entry's `name` is the queue's; `rawname` is the connection's own name.
+  const workers = (await queue.getWorkers()) as { name?: string; rawname?: string }[];
+  if (workers.some((w) => w.name === NO_CLIENT_LIST)) return null;
+  return workers.filter((w) => keep(w.rawname ?? '')).length;
 }
 
 function redisConnection(url: string) {
@@ -74,6 +90,7 @@ export function queueBackend(config: Config, databaseUrl: string): QueueBackend 
           redis.disconnect();
         }
       },
+      workerCount: (queue) => listedWorkers(queue),
     };
   }
   const connection = { connectionString: databaseUrl, schema: `${config.queuePrefix}_queue`, migrate: true, max: 4 };
@@ -83,11 +100,19 @@ export function queueBackend(config: Config, databaseUrl: string): QueueBackend 
     kind: 'postgres',
     describe: `BullMQ PostgreSQL backend (schema ${connection.schema})`,
     queue: (name) => new Queue(name, { connection } as any, factory) as unknown as Queue,
+    // Named after the schema: pg_stat_activity lists the sessions of the whole database, and
+    // another queue schema there has queues of the same names.
     worker: (name, processor, o) =>
-      new Worker(name, processor, { connection, ...workerOptions(o) } as any, factory) as unknown as Worker,
+      new Worker(
+        name,
+        processor,
+        { connection, name: connection.schema, ...workerOptions(o) } as any,
+        factory,
+      ) as unknown as Worker,
     flowProducer: () => new FlowProducer({ connection } as any, factory) as unknown as FlowProducer,
     // The queue lives in the database prescore is already connected to.
     probe: async () => undefined,
+    workerCount: (queue) => listedWorkers(queue, (n) => n === `${queue.name}:w:${connection.schema}`),
   };
   /* eslint-enable @typescript-eslint/no-explicit-any */
 }

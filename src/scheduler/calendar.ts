@@ -6,6 +6,37 @@ export interface Schedule {
   timezone: string;
   dateOffsetDays: number;
   catchUpDays: number;
+  /** The first partition date the schedule scores. */
+  startDate?: string;
+  /** Unset: catch up, except the dates of a pause; true: catch up those too; false: newest due date only. */
+  catchUp?: boolean;
+}
+
+/** What the scheduler knows of a job beyond its file (prescore.job_schedules and the runs table). */
+export interface ScheduleHistory {
+  /** When a scheduler first saw the job, or its first run was created if earlier. */
+  since: Date;
+  /** When the job was last resumed after a pause; null if never paused. */
+  resumedAt: Date | null;
+}
+
+/** Every fire of the cron in the last catchUpDays days up to `now`, with the date it scores. */
+function dueFires(schedule: Schedule, now: Date): { at: Date; date: string }[] {
+  const firstDay = addDays(localDate(now, schedule.timezone), -schedule.catchUpDays);
+  const start = new Date(now.getTime() - (schedule.catchUpDays + 2) * 86_400_000);
+  const expr = CronExpressionParser.parse(schedule.cron, { tz: schedule.timezone, currentDate: start, endDate: now });
+  const fires: { at: Date; date: string }[] = [];
+  while (expr.hasNext()) {
+    const at = expr.next().toDate();
+    if (at.getTime() > now.getTime()) break;
+    const day = localDate(at, schedule.timezone);
+    if (day >= firstDay) fires.push({ at, date: addDays(day, schedule.dateOffsetDays) });
+  }
+  return fires;
+}
+
+function distinctDates(fires: { date: string }[]): string[] {
+  return [...new Set(fires.map((f) => f.date))].sort();
 }
 
 /**
@@ -16,17 +47,24 @@ export interface Schedule {
  * one day score one date (the trigger identity is (job, date)).
  */
 export function dueDates(schedule: Schedule, now: Date): string[] {
-  const firstDay = addDays(localDate(now, schedule.timezone), -schedule.catchUpDays);
-  const start = new Date(now.getTime() - (schedule.catchUpDays + 2) * 86_400_000);
-  const expr = CronExpressionParser.parse(schedule.cron, { tz: schedule.timezone, currentDate: start, endDate: now });
-  const dates = new Set<string>();
-  while (expr.hasNext()) {
-    const fire = expr.next().toDate();
-    if (fire.getTime() > now.getTime()) break;
-    const day = localDate(fire, schedule.timezone);
-    if (day >= firstDay) dates.add(addDays(day, schedule.dateOffsetDays));
-  }
-  return [...dates].sort();
+  return distinctDates(dueFires(schedule, now));
+}
+
+/**
+ * The dates the scheduler triggers now: the due dates a job is owed. A job owes nothing from
+ * before its start: its startDate, else the fires before a scheduler first saw it (a job added
+ * at 12:00 with a 12:01 cron scores today at 12:01, not the days before). Pausing skips the
+ * fires until the resume unless catchUp is true; catchUp false keeps only the newest date, as
+ * Airflow's catchup=False does.
+ */
+export function triggerDates(schedule: Schedule, now: Date, history: ScheduleHistory): string[] {
+  let fires = dueFires(schedule, now);
+  const start = schedule.startDate;
+  fires = start === undefined ? fires.filter((f) => f.at >= history.since) : fires.filter((f) => f.date >= start);
+  const resumed = history.resumedAt;
+  if (schedule.catchUp !== true && resumed) fires = fires.filter((f) => f.at >= resumed);
+  const dates = distinctDates(fires);
+  return schedule.catchUp === false ? dates.slice(-1) : dates;
 }
 
 /**

@@ -9,8 +9,9 @@ import { listJobFiles, parseJobFile, type JobFile } from '../definitions/load.js
 import { FINALIZE_QUEUE, type QueueBackend } from '../queue/connection.js';
 import { enqueueRun, reconcileRuns } from '../queue/flows.js';
 import { hasAnyRun } from '../db/sql/runs.js';
+import { noteScheduled } from '../db/sql/schedules.js';
 import { planRun } from '../runs/plan.js';
-import { dueDates } from './calendar.js';
+import { triggerDates } from './calendar.js';
 
 export interface SchedulerHandle {
   /** Runs one scheduling pass now (also what each cron fire and the periodic tick do). */
@@ -21,11 +22,18 @@ export interface SchedulerHandle {
 const TICK_MS = 30_000;
 
 /**
+ * A new job file is seen on the next pass, up to TICK_MS after it appears: a fire within that
+ * slack before the first sighting still counts (a job added a minute before its cron fires).
+ */
+const FIRST_SIGHTING_SLACK_MS = TICK_MS + 5_000;
+
+/**
  * Fires each scheduled job in its time zone. node-cron wakes the scheduler on time; what to
  * run comes from the calendar (dueDates) and the runs table: a due date with no run yet is
  * planned and enqueued. The runs table's unique index, not the queue, makes a trigger
  * exactly-once, so any number of schedulers may run at once. Missed dates (downtime, a fire
- * node-cron skipped on a daylight-saving night) are caught up, catchUpDays back.
+ * node-cron skipped on a daylight-saving night) are caught up, catchUpDays back, but never
+ * from before the job's start (triggerDates); a job paused in prescore.job_schedules is skipped.
  */
 export async function startScheduler(
   pool: Pool,
@@ -85,8 +93,26 @@ export async function startScheduler(
       try {
         const jobs = loadJobs();
         syncTasks(jobs);
+        const at = now();
+        // Read at fire time by every replica: a job paused from any machine is skipped here.
+        const states = await noteScheduled(
+          pool,
+          jobs.map((j) => j.spec.name),
+          at,
+        );
         for (const job of jobs) {
-          for (const date of dueDates(job.spec.schedule!, now())) {
+          const state = states.get(job.spec.name)!;
+          const since = new Date((state.since ?? at).getTime() - FIRST_SIGHTING_SLACK_MS);
+          const dates = triggerDates(job.spec.schedule!, at, { since, resumedAt: state.resumedAt });
+          for (const date of dates) {
+            if (state.paused) {
+              const key = `paused ${job.spec.name} ${date}`;
+              if (!reported.has(key) && !(await hasAnyRun(pool, job.spec.name, date))) {
+                log.info({ job: job.spec.name, date }, 'job is paused; skipped (prescore jobs resume to resume)');
+                reported.add(key);
+              }
+              continue;
+            }
             const id = await trigger(job, date);
             if (id) started.push(id);
           }

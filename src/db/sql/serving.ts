@@ -105,3 +105,12 @@ export async function servingRunIds(db: Queryable, runIds: readonly string[]): P
   );
   return new Set(rows.map((r) => r.run_id));
 }
+
+/** The newest published (serving) date of each job named that has one. */
+export async function newestPublishedDates(db: Queryable, jobs: string[]): Promise<Map<string, string>> {
+  const { rows } = await db.query<{ job: string; date: string }>(
+    'SELECT job, max(date)::text AS date FROM prescore.serving WHERE job = ANY ($1::text[]) GROUP BY job',
+    [jobs],
+  );
+  return new Map(rows.map((r) => [r.job, r.date]));
+}
