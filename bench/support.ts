@@ -25,7 +25,11 @@ export interface CliRun {
   wallMs: number;
   /** Peak resident set (VmHWM) of the prescore process, MiB. */
   peakRssMiB: number;
+  /** CPU time (user + system, every thread) of the prescore process, ms, as last sampled. */
+  cpuMs: number;
 }
+
+const TICK_MS = 10; // USER_HZ is 100 on Linux
 
 /** Runs the prescore CLI, sampling its peak RSS from /proc while it runs. */
 export function runCli(args: string[], env: Record<string, string>): Promise<CliRun> {
@@ -34,22 +38,27 @@ export function runCli(args: string[], env: Record<string, string>): Promise<Cli
   let stdout = '';
   let stderr = '';
   let peak = 0;
+  let cpu = 0;
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const sample = () => {
     try {
       const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'));
       if (m) peak = Math.max(peak, Number(m[1]) / 1024);
+      // Fields 14 and 15 of /proc/PID/stat, after the parenthesised command name.
+      const stat = fs.readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      cpu = (Number(f[11]) + Number(f[12])) * TICK_MS;
     } catch {
       /* exited */
     }
   };
-  const timer = setInterval(sample, 50);
+  const timer = setInterval(sample, 20);
   return new Promise((resolve) => {
     child.on('exit', () => sample());
     child.on('close', (code) => {
       clearInterval(timer);
-      resolve({ code, stdout, stderr, wallMs: performance.now() - started, peakRssMiB: peak });
+      resolve({ code, stdout, stderr, wallMs: performance.now() - started, peakRssMiB: peak, cpuMs: cpu });
     });
   });
 }
