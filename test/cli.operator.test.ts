@@ -13,7 +13,7 @@ import {
   type TestDb,
 } from './helpers.js';
 import { linearModel } from './fixtures/models.js';
-import { REDIS_URL, obliterate, queuePrefix, startWorkers, stopAll, type Proc } from './queue.helpers.js';
+import { REDIS_URL, obliterate, queuePrefix, startWorkers, stopAll, type Proc, stopStartedWorkers } from './queue.helpers.js';
 
 const DATE = '2026-11-14';
 
@@ -29,7 +29,7 @@ describe('operator-facing behaviour', () => {
     await registerModel(db, 'lin', 'linear-float32');
   });
   after(async () => {
-    await stopAll(workers);
+    await stopStartedWorkers();
     await obliterate(prefix);
     await db?.drop();
   });

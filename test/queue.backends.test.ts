@@ -12,7 +12,7 @@ import {
   writeJob,
   type TestDb,
 } from './helpers.js';
-import { REDIS_URL, obliterate, queuePrefix, startWorkers, stopAll, type Proc } from './queue.helpers.js';
+import { REDIS_URL, obliterate, queuePrefix, startWorkers, type Proc, stopStartedWorkers } from './queue.helpers.js';
 
 const DATE = '2026-11-10';
 
@@ -31,7 +31,7 @@ describe('queue backends', () => {
     writeJob(db, jobSpec('qb', 'lin@champion', 'feats', featureNames(4), { chunkRows: 5000 }));
   });
   after(async () => {
-    await stopAll(workers);
+    await stopStartedWorkers();
     await obliterate(prefix);
     await db.drop();
   });

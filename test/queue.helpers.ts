@@ -25,17 +25,31 @@ export async function obliterate(prefix: string): Promise<void> {
 
 export type Proc = ReturnType<typeof startCli>;
 
+/** Every worker this test file started: a failed test that drops its handle still gets them stopped. */
+const started = new Set<Proc>();
+
 export function startWorkers(db: TestDb, n: number, env: Record<string, string | undefined>, concurrency = 1): Proc[] {
-  return Array.from({ length: n }, () =>
-    startCli(db, ['worker', '--concurrency', String(concurrency)], {
+  return Array.from({ length: n }, () => {
+    const p = startCli(db, ['worker', '--concurrency', String(concurrency)], {
       PRESCORE_LOG_LEVEL: 'debug',
       PRESCORE_LOCK_SECONDS: '3',
       ...env,
-    }),
-  );
+    });
+    started.add(p);
+    void p.done.then(() => started.delete(p));
+    return p;
+  });
 }
 
+/** Stops every worker still running that startWorkers started (for `after` hooks). */
+export function stopStartedWorkers(): Promise<void> {
+  return stopAll([...started]);
+}
+
+/** SIGTERM, then SIGKILL for any that has not exited 20 s later: a stuck child never hangs the file. */
 export async function stopAll(procs: Proc[]): Promise<void> {
   for (const p of procs) p.kill('SIGTERM');
+  const timer = setTimeout(() => procs.forEach((p) => p.kill('SIGKILL')), 20_000);
   await Promise.all(procs.map((p) => p.done));
+  clearTimeout(timer);
 }

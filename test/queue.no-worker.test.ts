@@ -12,7 +12,7 @@ import {
   writeJob,
   type TestDb,
 } from './helpers.js';
-import { REDIS_URL, obliterate, queuePrefix, startWorkers, stopAll, type Proc } from './queue.helpers.js';
+import { REDIS_URL, obliterate, queuePrefix, startWorkers, stopAll, type Proc, stopStartedWorkers } from './queue.helpers.js';
 
 const DATES = ['2026-11-10', '2026-11-11', '2026-11-12', '2026-11-13'];
 /** Far more than the few seconds the check takes; without it the command never ends. */
@@ -34,7 +34,7 @@ describe('no worker on the queue', () => {
     writeJob(db, jobSpec('nw', 'lin@champion', 'feats', featureNames(4)));
   });
   after(async () => {
-    await stopAll(workers);
+    await stopStartedWorkers();
     await obliterate(prefix);
     await db.drop();
   });

@@ -14,7 +14,7 @@ import {
   writeJob,
   type TestDb,
 } from './helpers.js';
-import { REDIS_URL, obliterate, queuePrefix, startWorkers, stopAll, type Proc } from './queue.helpers.js';
+import { REDIS_URL, obliterate, queuePrefix, startWorkers, stopStartedWorkers } from './queue.helpers.js';
 
 const DATE = '2026-11-05';
 
@@ -24,7 +24,7 @@ const DATE = '2026-11-05';
  */
 describe('a chunk that fails permanently', () => {
   let db: TestDb;
-  let workers: Proc[] = [];
+
   let firstRun: string;
   const prefix = queuePrefix('fail');
   const env = { REDIS_URL, PRESCORE_QUEUE_PREFIX: prefix };
@@ -33,13 +33,13 @@ describe('a chunk that fails permanently', () => {
     await seedFeatures(db.pool, 'feats', { rows: 20_000, features: 4, date: DATE });
     await registerModel(db, 'gather', 'gather');
     writeJob(db, jobSpec('gj', 'gather@champion', 'feats', featureNames(4), { chunkRows: 2000 }));
-    workers = startWorkers(db, 2, env);
+    startWorkers(db, 2, env);
     const first = await cli(db, ['run', 'gj', '--date', DATE, '--queue', '--json'], env);
     assert.equal(first.code, 0, first.stderr);
     firstRun = (JSON.parse(first.stdout) as { id: string }).id;
   });
   after(async () => {
-    await stopAll(workers);
+    await stopStartedWorkers();
     await obliterate(prefix);
     await db.drop();
   });

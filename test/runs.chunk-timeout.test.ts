@@ -14,7 +14,7 @@ import {
   writeJob,
   type TestDb,
 } from './helpers.js';
-import { REDIS_URL, obliterate, queuePrefix, startWorkers, stopAll, type Proc } from './queue.helpers.js';
+import { REDIS_URL, obliterate, queuePrefix, startWorkers, type Proc, stopStartedWorkers } from './queue.helpers.js';
 
 const DATE = '2026-11-15';
 const ROWS = 30_000;
@@ -36,7 +36,7 @@ describe('chunkTimeoutSeconds', () => {
     await registerModel(db, 'lin', 'linear-float32');
   });
   after(async () => {
-    await stopAll(workers);
+    await stopStartedWorkers();
     await obliterate(prefix);
     await db?.drop();
   });

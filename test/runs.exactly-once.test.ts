@@ -16,7 +16,7 @@ import {
   writeJob,
   type TestDb,
 } from './helpers.js';
-import { REDIS_URL, obliterate, queuePrefix, startWorkers, stopAll, type Proc } from './queue.helpers.js';
+import { REDIS_URL, obliterate, queuePrefix, startWorkers, type Proc, stopStartedWorkers } from './queue.helpers.js';
 
 const ROWS = 300_000;
 
@@ -37,7 +37,7 @@ describe('exactly once under kill -9', () => {
     writeJob(db, jobSpec('once', 'lin@champion', 'feats', featureNames(4), { chunkRows: 25_000 }));
   });
   after(async () => {
-    await stopAll(workers);
+    await stopStartedWorkers();
     await obliterate(prefix);
     await db.drop();
   });

@@ -13,7 +13,7 @@ import {
   writeJob,
   type TestDb,
 } from './helpers.js';
-import { REDIS_URL, obliterate, queuePrefix, startWorkers, stopAll, type Proc } from './queue.helpers.js';
+import { REDIS_URL, obliterate, queuePrefix, startWorkers, type Proc, stopStartedWorkers } from './queue.helpers.js';
 
 const DATE = '2026-11-12';
 const ROWS = 3000;
@@ -30,7 +30,7 @@ describe('a worker drains on SIGTERM', () => {
     await registerModel(db, 'lin', 'linear-float32');
   });
   after(async () => {
-    await stopAll(workers);
+    await stopStartedWorkers();
     await obliterate(prefix);
     await db?.drop();
   });
