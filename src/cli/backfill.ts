@@ -45,7 +45,7 @@ export function backfillCommand(program: Command): void {
         },
       ) => {
         const dates = backfillDates(opts.from, opts.to);
-        await withContext(async ({ config, db, log }) => {
+        await withContext(async ({ config, db, log, notifications }) => {
           if (opts.status) {
             loadJob(config.jobsDir, name); // a typo in the name is an error, not an empty grid
             const runs = new Map((await latestRunsBetween(db.pool, name, opts.from, opts.to)).map((r) => [r.date, r]));
@@ -99,6 +99,7 @@ export function backfillCommand(program: Command): void {
             const start = await startDate(db.pool, job, date, options);
             if ('skipped' in start) return { date, status: `skipped (${start.skipped})` };
             const id = start.runId;
+            notifications.track(id);
             const bar = board.run(`${name} ${date}`);
             let run: RunInfo;
             try {

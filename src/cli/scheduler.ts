@@ -9,9 +9,12 @@ export function schedulerCommand(program: Command): void {
     .command('scheduler')
     .description("fire each job's cron in its time zone and catch up missed dates (any number of replicas)")
     .action(async () => {
-      await withContext(async ({ config, db, log }) => {
-        const scheduler = await startScheduler(db.pool, queueBackend(config, db.url), config, log);
-        await untilSignal(log, () => scheduler.close());
-      });
+      await withContext(
+        async ({ config, db, log }) => {
+          const scheduler = await startScheduler(db.pool, queueBackend(config, db.url), config, log);
+          await untilSignal(log, () => scheduler.close());
+        },
+        { dispatch: true },
+      );
     });
 }

@@ -15,10 +15,13 @@ export function workerCommands(program: Command): void {
       integer('--concurrency', 1, 256),
     )
     .action(async (opts: { concurrency?: number }) => {
-      await withContext(async ({ config, db, log }) => {
-        const concurrency = opts.concurrency ?? config.chunkConcurrency;
-        const worker = await startWorker(db.pool, queueBackend(config, db.url), config, log, concurrency);
-        await untilSignal(log, () => worker.close());
-      });
+      await withContext(
+        async ({ config, db, log }) => {
+          const concurrency = opts.concurrency ?? config.chunkConcurrency;
+          const worker = await startWorker(db.pool, queueBackend(config, db.url), config, log, concurrency);
+          await untilSignal(log, () => worker.close());
+        },
+        { dispatch: true },
+      );
     });
 }
