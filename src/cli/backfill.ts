@@ -151,15 +151,16 @@ export function backfillCommand(program: Command): void {
           const ended = dates.map((d) => outcomes.get(d)!);
           const counts = new Map<string, number>();
           for (const o of ended) counts.set(o.status, (counts.get(o.status) ?? 0) + 1);
-          process.stdout.write(
-            `backfill ${name} ${opts.from}..${opts.to}: ${[...counts].map(([s, n]) => `${n} ${s}`).join(', ')}; ${formatCount(totalRows)} rows\n`,
-          );
           const held = ended.filter((o) => o.status === 'held' || o.status === 'skipped (held)');
           if (held.length) {
             process.stderr.write(
               `held by quality gates, not published: ${held.map((o) => o.date + (o.runId ? ` (run ${o.runId})` : '')).join(', ')}; see prescore runs report, then runs approve or reject\n`,
             );
           }
+          // The summary comes last, after every per-date line and notice.
+          process.stdout.write(
+            `backfill ${name} ${opts.from}..${opts.to}: ${[...counts].map(([s, n]) => `${n} ${s}`).join(', ')}; ${formatCount(totalRows)} rows\n`,
+          );
           const failed = ended.filter((o) => o.status === 'failed' || o.status === 'cancelled');
           if (failed.length) {
             throw new RunError(
