@@ -13,6 +13,8 @@ import {
   registerModel,
   seedFeatures,
   servedPredictions,
+  startCli,
+  waitFor,
   writeJob,
   type TestDb,
 } from './helpers.js';
@@ -236,6 +238,24 @@ describe('notifications', () => {
     assert.deepEqual([deadRow.failed, deadRow.delivered, deadRow.attempts], [true, false, 3]);
     assert.match(deadRow.last_error ?? '', /ECONNREFUSED/);
     assert.equal(aliveRow.delivered, true);
+  });
+
+  test('a worker posts the events of the queue runs it finishes', async () => {
+    writeJob(db, jobSpec('queued', 'lin@champion', 'feats', features, { notify: [`${receiver.base}/queued`] }));
+    const worker = startCli(db, ['worker', '--concurrency', '2'], FAST);
+    try {
+      const r = await cli(db, ['run', 'queued', '--date', D1, '--queue', '--no-wait', '--json'], FAST);
+      assert.equal(r.code, 0, r.stderr);
+      const id = (JSON.parse(r.stdout) as { id: string }).id;
+      const got = await waitFor('the worker posts run.published', () =>
+        receiver.got.find((g) => g.path === '/queued' && g.body.runId === id),
+      );
+      assert.equal(got.body.event, 'run.published');
+      assert.equal(got.body.rows, ROWS);
+    } finally {
+      worker.kill('SIGTERM');
+      await worker.done;
+    }
   });
 
   test('two dispatchers sharing the outbox post each event once', async () => {

@@ -101,6 +101,8 @@ export class Dispatcher {
     const leaseSeconds = Math.ceil(this.config.timeoutMs / 1000) + 30;
     let total = 0;
     for (;;) {
+      // A closing process finishes the batch in flight, not the whole backlog.
+      if (this.closed) return total;
       const due = await claimDue(this.pool, BATCH, leaseSeconds, runIds);
       if (due.length === 0) return total;
       await Promise.all(due.map((n) => this.deliver(n)));
