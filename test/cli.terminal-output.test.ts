@@ -5,8 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import cliProgress from 'cli-progress';
-import { LogAbove } from '../src/cli/progress.js';
+import { LogAbove, terminalBars } from '../src/cli/progress.js';
 import { packageRoot } from '../src/paths.js';
 import { createTestDb, featureNames, jobSpec, registerModel, seedFeatures, writeJob, type TestDb } from './helpers.js';
 
@@ -25,31 +24,54 @@ function fakeTerminal(): Writable & { isTTY: boolean; columns: number; text(): s
   return stream;
 }
 
-/** The screen's lines without escape sequences and carriage returns. */
-function plainLines(text: string): string[] {
-  return text
-    .replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '')
-    .split(/\r?\n/)
-    .map((l) => l.replace(/^.*\r/, ''));
+/**
+ * What a terminal shows after `text`: a small screen model of the sequences cli-progress writes
+ * (line feed, carriage return, cursor to column, up/down, clear line, clear right).
+ */
+function screen(text: string): string[] {
+  const lines: string[] = [''];
+  let row = 0;
+  let col = 0;
+  const put = (ch: string) => {
+    const line = lines[row]!.padEnd(col);
+    lines[row] = line.slice(0, col) + ch + line.slice(col + 1);
+    col++;
+  };
+  // eslint-disable-next-line no-control-regex
+  const tokens = text.match(/\x1b\[[0-9;?]*[A-Za-z]|[\s\S]/g) ?? [];
+  for (const t of tokens) {
+    if (t === '\n') {
+      row++;
+      col = 0;
+      if (lines.length <= row) lines.push('');
+    } else if (t === '\r') col = 0;
+    else if (t.startsWith('\x1b[')) {
+      const n = Number(t.slice(2, -1).replace('?', '')) || 0;
+      const op = t.at(-1);
+      if (op === 'G') col = Math.max(0, n - 1);
+      else if (op === 'K') lines[row] = n === 2 ? '' : lines[row]!.slice(0, col);
+      else if (op === 'A') row = Math.max(0, row - (n || 1));
+      else if (op === 'B') row = Math.min(lines.length - 1, row + (n || 1));
+    } else put(t);
+  }
+  return lines.map((l) => l.trimEnd());
 }
 
 describe('log lines and progress bars', () => {
   test('a line written while bars are drawn lands on a line of its own above them, none is lost at stop', () => {
     const term = fakeTerminal();
-    const multi = new cliProgress.MultiBar(
-      { stream: term, fps: 5, clearOnComplete: false, format: 'BAR {bar} {value}/{total}' },
-      cliProgress.Presets.shades_classic,
-    );
+    const multi = terminalBars(term, 'BAR {bar} {value}/{total}');
     const above = new LogAbove(multi, term);
     above.write('before the bars');
     assert.ok(term.text().startsWith('before the bars\n'), 'written straight away before a bar exists');
     const bar = multi.create(10, 3);
     above.write('while drawing 1');
     bar.update(5);
-    above.write('while drawing 2\n');
+    multi.update(); // a frame: the log line, then the bar at 5/10
+    above.write('while drawing 2\n'); // the bar's text has not changed since: it must be drawn again all the same
     above.stop(); // right away: the lines still wait for the next frame
     above.write('after the bars');
-    const lines = plainLines(term.text());
+    const lines = screen(term.text());
     for (const l of ['while drawing 1', 'while drawing 2']) {
       assert.ok(lines.includes(l), `${JSON.stringify(l)} on a line of its own in ${JSON.stringify(lines)}`);
     }

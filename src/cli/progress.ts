@@ -15,6 +15,17 @@ const RUN_FORMAT = '{label} [{bar}] {percentage}% | {rows} rows | {rate} rows/s 
 const DATES_FORMAT = '{label} [{bar}] {value}/{total} dates | {rows} rows | {rate} rows/s | ETA {eta_formatted}';
 
 /**
+ * The bars on a terminal. `forceRedraw`: a log line written above the bars clears the bar line,
+ * and cli-progress redraws a bar only when its text changed; forced, each frame draws them all.
+ */
+export function terminalBars(stream: NodeJS.WritableStream, format?: string): cliProgress.MultiBar {
+  return new cliProgress.MultiBar(
+    { stream, hideCursor: true, etaBuffer: 50, fps: 5, clearOnComplete: false, forceRedraw: true, ...(format ? { format } : {}) },
+    cliProgress.Presets.shades_classic,
+  );
+}
+
+/**
  * Writes lines above a MultiBar's bars: while the bars are drawn, a line is handed to the
  * MultiBar, which clears the bar line, writes it and redraws the bars (at its next frame);
  * before the first bar and after `stop()`, straight to the stream. `stop()` writes what is still
@@ -53,12 +64,7 @@ export class ProgressBoard {
   private readonly above: LogAbove | null;
 
   constructor() {
-    this.multi = process.stderr.isTTY
-      ? new cliProgress.MultiBar(
-          { stream: process.stderr, hideCursor: true, etaBuffer: 50, fps: 5, clearOnComplete: false },
-          cliProgress.Presets.shades_classic,
-        )
-      : null;
+    this.multi = process.stderr.isTTY ? terminalBars(process.stderr) : null;
     this.above = this.multi ? new LogAbove(this.multi, process.stderr) : null;
     if (this.above) routeLogLines(this.above.write);
   }
