@@ -37,7 +37,6 @@ function screen(text: string): string[] {
     lines[row] = line.slice(0, col) + ch + line.slice(col + 1);
     col++;
   };
-  // eslint-disable-next-line no-control-regex
   const tokens = text.match(/\x1b\[[0-9;?]*[A-Za-z]|[\s\S]/g) ?? [];
   for (const t of tokens) {
     if (t === '\n') {
