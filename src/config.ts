@@ -24,6 +24,10 @@ const schema = z.object({
   PRESCORE_LOCK_SECONDS: z.coerce.number().int().min(2).max(3600).default(30),
   PRESCORE_API_AUTH: z.enum(['auto', 'token', 'none']).default('auto'),
   PRESCORE_API_TIMEOUT_MS: z.coerce.number().int().min(50).max(600_000).default(3000),
+  PRESCORE_NOTIFY_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
+  PRESCORE_NOTIFY_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(5),
+  PRESCORE_NOTIFY_BACKOFF_MS: z.coerce.number().int().min(10).max(3_600_000).default(2000),
+  PRESCORE_NOTIFY_FLUSH_MS: z.coerce.number().int().min(0).max(600_000).default(15_000),
   PRESCORE_QUEUE_PREFIX: z
     .string()
     .regex(/^[a-z][a-z0-9_]*$/, 'must match [a-z][a-z0-9_]*')
@@ -54,6 +58,19 @@ export interface Config {
   apiAuth: 'auto' | 'token' | 'none';
   /** The read API's bound on one lookup: connection checkout, query and queue (then 503). */
   apiTimeoutMs: number;
+  notify: NotifyConfig;
+}
+
+/** How webhook events are delivered (src/notify/). */
+export interface NotifyConfig {
+  /** One POST's bound: connect, send and the receiver's answer. */
+  timeoutMs: number;
+  /** Attempts per event before it is given up (recorded as failed, with the last error). */
+  attempts: number;
+  /** Wait before the first retry; doubled for each further one. */
+  backoffMs: number;
+  /** How long a finishing `prescore run` waits for its run's events to be delivered. */
+  flushMs: number;
 }
 
 export function resolveConfig(env: Record<string, string | undefined> = process.env): Config {
@@ -85,5 +102,11 @@ export function resolveConfig(env: Record<string, string | undefined> = process.
     queuePrefix: c.PRESCORE_QUEUE_PREFIX,
     apiAuth: c.PRESCORE_API_AUTH,
     apiTimeoutMs: c.PRESCORE_API_TIMEOUT_MS,
+    notify: {
+      timeoutMs: c.PRESCORE_NOTIFY_TIMEOUT_MS,
+      attempts: c.PRESCORE_NOTIFY_ATTEMPTS,
+      backoffMs: c.PRESCORE_NOTIFY_BACKOFF_MS,
+      flushMs: c.PRESCORE_NOTIFY_FLUSH_MS,
+    },
   };
 }

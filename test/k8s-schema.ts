@@ -37,9 +37,9 @@ function schemaOf(file: string): Schema | null {
   const imports = new Map<string, string>();
   for (const m of text.matchAll(/^import \{ (\w+) \} from "([^"]+)";$/gm)) {
     const [, name, spec] = m as unknown as [string, string, string];
-    const target = spec.startsWith('.')
-      ? path.join(path.dirname(file), spec.replace(/\.js$/, '.d.ts'))
-      : path.join(MODULES, `${spec.replace(/\.js$/, '')}.d.ts`);
+    // Specifiers name the module with or without its `.js`, depending on the package's version.
+    const module = spec.replace(/\.js$/, '');
+    const target = spec.startsWith('.') ? path.join(path.dirname(file), `${module}.d.ts`) : path.join(MODULES, `${module}.d.ts`);
     imports.set(name, target);
   }
   const body = /^export interface I\w+(?: extends [\w, ]+)? \{\n([\s\S]*?)^\}/m.exec(text);

@@ -50,7 +50,7 @@ export function backfillCommand(program: Command): void {
         },
       ) => {
         const dates = backfillDates(opts.from, opts.to);
-        await withContext(async ({ config, db, log }) => {
+        await withContext(async ({ config, db, log, notifications }) => {
           if (opts.status) {
             loadJob(config.jobsDir, name); // a typo in the name is an error, not an empty grid
             const runs = new Map((await latestRunsBetween(db.pool, name, opts.from, opts.to)).map((r) => [r.date, r]));
@@ -104,6 +104,7 @@ export function backfillCommand(program: Command): void {
             const start = await startDate(db.pool, job, date, options);
             if ('skipped' in start) return { date, status: `skipped (${start.skipped})` };
             const id = start.runId;
+            notifications.track(id);
             const bar = board.run(`${name} ${date}`);
             let run: RunInfo;
             try {
@@ -155,15 +156,16 @@ export function backfillCommand(program: Command): void {
           const ended = dates.map((d) => outcomes.get(d)!);
           const counts = new Map<string, number>();
           for (const o of ended) counts.set(o.status, (counts.get(o.status) ?? 0) + 1);
-          process.stdout.write(
-            `backfill ${name} ${opts.from}..${opts.to}: ${[...counts].map(([s, n]) => `${n} ${s}`).join(', ')}; ${formatCount(totalRows)} rows\n`,
-          );
           const held = ended.filter((o) => o.status === 'held' || o.status === 'skipped (held)');
           if (held.length) {
             process.stderr.write(
               `held by quality gates, not published: ${held.map((o) => o.date + (o.runId ? ` (run ${o.runId})` : '')).join(', ')}; see prescore runs report, then runs approve or reject\n`,
             );
           }
+          // The summary comes last, after every per-date line and notice.
+          process.stdout.write(
+            `backfill ${name} ${opts.from}..${opts.to}: ${[...counts].map(([s, n]) => `${n} ${s}`).join(', ')}; ${formatCount(totalRows)} rows\n`,
+          );
           const failed = ended.filter((o) => o.status === 'failed' || o.status === 'cancelled');
           if (failed.length) {
             throw new RunError(

@@ -1,21 +1,32 @@
 import { resolveConfig, type Config } from '../config.js';
 import { openDatabase, type Database } from '../db/database.js';
 import { createLogger, type Logger } from '../log.js';
+import { Dispatcher } from '../notify/dispatcher.js';
 
 export interface Context {
   config: Config;
   log: Logger;
   db: Database;
+  /** Posts webhook events; the events of the runs it tracks are flushed before the command returns. */
+  notifications: Dispatcher;
 }
 
 /** Opens config, logger and database for one command and always closes them. */
-export async function withContext<T>(fn: (ctx: Context) => Promise<T>, options: { migrate?: boolean } = {}): Promise<T> {
+export async function withContext<T>(
+  fn: (ctx: Context) => Promise<T>,
+  options: { migrate?: boolean; dispatch?: boolean } = {},
+): Promise<T> {
   const config = resolveConfig();
   const log = createLogger(config.logLevel);
   const db = await openDatabase(config, log, options);
+  // With `dispatch`, pending events of every run are posted in the background meanwhile.
+  const notifications = new Dispatcher(db.pool, config.notify, log);
+  if (options.dispatch) notifications.start();
   try {
-    return await fn({ config, log, db });
+    return await fn({ config, log, db, notifications });
   } finally {
+    await notifications.flush();
+    await notifications.close();
     await db.close();
   }
 }

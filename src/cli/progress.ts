@@ -1,4 +1,5 @@
 import cliProgress from 'cli-progress';
+import { routeLogLines, type LineWriter } from '../log.js';
 import type { Progress } from '../runs/local.js';
 import { formatCount } from './context.js';
 
@@ -14,20 +15,58 @@ const RUN_FORMAT = '{label} [{bar}] {percentage}% | {rows} rows | {rate} rows/s 
 const DATES_FORMAT = '{label} [{bar}] {value}/{total} dates | {rows} rows | {rate} rows/s | ETA {eta_formatted}';
 
 /**
+ * The bars on a terminal. `forceRedraw`: a log line written above the bars clears the bar line,
+ * and cli-progress redraws a bar only when its text changed; forced, each frame draws them all.
+ */
+export function terminalBars(stream: NodeJS.WritableStream, format?: string): cliProgress.MultiBar {
+  return new cliProgress.MultiBar(
+    { stream, hideCursor: true, etaBuffer: 50, fps: 5, clearOnComplete: false, forceRedraw: true, ...(format ? { format } : {}) },
+    cliProgress.Presets.shades_classic,
+  );
+}
+
+/**
+ * Writes lines above a MultiBar's bars: while the bars are drawn, a line is handed to the
+ * MultiBar, which clears the bar line, writes it and redraws the bars (at its next frame);
+ * before the first bar and after `stop()`, straight to the stream. `stop()` writes what is still
+ * waiting for a frame, so no line is lost.
+ */
+export class LogAbove {
+  private stopped = false;
+
+  constructor(
+    private readonly multi: cliProgress.MultiBar,
+    private readonly stream: NodeJS.WritableStream,
+  ) {}
+
+  readonly write: LineWriter = (line) => {
+    const text = line.endsWith('\n') ? line : `${line}\n`;
+    if (!this.stopped && this.multi.isActive) this.multi.log(text);
+    else this.stream.write(text);
+  };
+
+  /** Flushes the lines waiting for a frame, then stops the bars. Idempotent. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.multi.isActive) this.multi.update();
+    this.multi.stop();
+  }
+}
+
+/**
  * Progress bars on stderr when it is a terminal (nothing otherwise): one per run (rows, rows/s,
  * chunks, ETA), and for a backfill one more over its dates. All bars share one MultiBar, so
- * they redraw together and a log line can be written above them.
+ * they redraw together; while they are up, log lines are written above them (LogAbove).
  */
 export class ProgressBoard {
   private readonly multi: cliProgress.MultiBar | null;
+  private readonly above: LogAbove | null;
 
   constructor() {
-    this.multi = process.stderr.isTTY
-      ? new cliProgress.MultiBar(
-          { stream: process.stderr, hideCursor: true, etaBuffer: 50, fps: 5, clearOnComplete: false },
-          cliProgress.Presets.shades_classic,
-        )
-      : null;
+    this.multi = process.stderr.isTTY ? terminalBars(process.stderr) : null;
+    this.above = this.multi ? new LogAbove(this.multi, process.stderr) : null;
+    if (this.above) routeLogLines(this.above.write);
   }
 
   /** A bar for one run; it appears with its first update. */
@@ -74,12 +113,14 @@ export class ProgressBoard {
 
   /** Writes a line above the bars (or plainly, without a terminal). */
   log(line: string): void {
-    if (this.multi) this.multi.log(line.endsWith('\n') ? line : `${line}\n`);
+    if (this.above) this.above.write(line);
     else process.stderr.write(line.endsWith('\n') ? line : `${line}\n`);
   }
 
   stop(): void {
-    this.multi?.stop();
+    if (!this.above) return;
+    this.above.stop();
+    routeLogLines(null);
   }
 }
 

@@ -63,87 +63,94 @@ export function runCommand(program: Command): void {
           sample?: number;
         },
       ) => {
-        await withContext(async ({ config, db, log }) => {
-          const job = loadJob(config.jobsDir, name);
-          const date = checkDate(opts.date ?? localDate(new Date(), job.spec.schedule?.timezone ?? 'UTC'));
-          if (opts.sample !== undefined) {
-            const resolved = await resolveJob(db.pool, job);
-            const rows = await sampleRun(db.pool, resolved, date, opts.sample);
-            if (opts.json) return printJson(rows);
-            if (rows.length === 0) throw new NoRowsError(`job ${name}: no rows for ${date}; nothing to sample`);
-            const names = resolved.features.map((f) => f.name);
-            printTable(
-              ['KEY', ...names, 'SCORE', 'LABEL', 'OUTPUTS', 'REJECTED'],
-              rows.map((r) => [
-                r.key ?? '(NULL)',
-                ...r.features.map((v) => (v === null ? 'NULL' : String(v))),
-                r.score === null ? null : String(r.score),
-                r.label,
-                r.outputs === null ? null : r.outputs.map((v) => v.toPrecision(4)).join(' '),
-                r.rejected,
-              ]),
-            );
-            process.stdout.write(
-              `${rows.length} rows of ${name} ${date}, model ${resolved.model.name} v${resolved.model.version}; nothing stored\n`,
-            );
-            return;
-          }
-          if (opts.queue) {
-            const runId = await withEnqueuer(
-              config,
-              db,
-              async (enqueue) => {
-                let id: string;
-                try {
-                  id = (await planRun(db.pool, await resolveJob(db.pool, job), date, 'cli')).runId;
-                } catch (err) {
-                  // Another trigger got there first: follow that run instead of starting a second.
-                  if (!(err instanceof ActiveRunError)) throw err;
-                  id = err.runId;
-                  log.info({ runId: id }, 'following the active run of this job and date');
-                }
-                await enqueue(id);
-                return id;
-              },
-              opts.wait ? { waitForWorkers: Boolean(opts.waitForWorkers) } : undefined,
-            );
-            if (!opts.wait) {
-              process.stdout.write(opts.json ? JSON.stringify({ id: runId }) + '\n' : `run ${runId} queued\n`);
+        await withContext(
+          async ({ config, db, log, notifications }) => {
+            const job = loadJob(config.jobsDir, name);
+            const date = checkDate(opts.date ?? localDate(new Date(), job.spec.schedule?.timezone ?? 'UTC'));
+            if (opts.sample !== undefined) {
+              const resolved = await resolveJob(db.pool, job);
+              const rows = await sampleRun(db.pool, resolved, date, opts.sample);
+              if (opts.json) return printJson(rows);
+              if (rows.length === 0) throw new NoRowsError(`job ${name}: no rows for ${date}; nothing to sample`);
+              const names = resolved.features.map((f) => f.name);
+              printTable(
+                ['KEY', ...names, 'SCORE', 'LABEL', 'OUTPUTS', 'REJECTED'],
+                rows.map((r) => [
+                  r.key ?? '(NULL)',
+                  ...r.features.map((v) => (v === null ? 'NULL' : String(v))),
+                  r.score === null ? null : String(r.score),
+                  r.label,
+                  r.outputs === null ? null : r.outputs.map((v) => v.toPrecision(4)).join(' '),
+                  r.rejected,
+                ]),
+              );
+              process.stdout.write(
+                `${rows.length} rows of ${name} ${date}, model ${resolved.model.name} v${resolved.model.version}; nothing stored\n`,
+              );
               return;
             }
+            if (opts.queue) {
+              const runId = await withEnqueuer(
+                config,
+                db,
+                async (enqueue) => {
+                  let id: string;
+                  try {
+                    id = (await planRun(db.pool, await resolveJob(db.pool, job), date, 'cli')).runId;
+                  } catch (err) {
+                    // Another trigger got there first: follow that run instead of starting a second.
+                    if (!(err instanceof ActiveRunError)) throw err;
+                    id = err.runId;
+                    log.info({ runId: id }, 'following the active run of this job and date');
+                  }
+                  await enqueue(id);
+                  notifications.track(id);
+                  return id;
+                },
+                opts.wait ? { waitForWorkers: Boolean(opts.waitForWorkers) } : undefined,
+              );
+              if (!opts.wait) {
+                process.stdout.write(opts.json ? JSON.stringify({ id: runId }) + '\n' : `run ${runId} queued\n`);
+                return;
+              }
+              const bar = progressBar(`${name} ${date}`);
+              const run = await followRun(db.pool, runId, (r) => bar.update(r));
+              bar.stop();
+              if (opts.json) printJson(run);
+              else process.stdout.write(summary(run) + '\n');
+              if (run.status === 'held') throw heldError(run);
+              if (run.status !== 'published')
+                throw new RunError(run.id, `run ${run.id} ${run.status}: ${run.error ?? 'no error recorded'}`);
+              return;
+            }
+            const concurrency = opts.concurrency ?? config.chunkConcurrency;
+            const inference = new InferencePool(config.inferenceThreads);
             const bar = progressBar(`${name} ${date}`);
-            const run = await followRun(db.pool, runId, (r) => bar.update(r));
-            bar.stop();
-            if (opts.json) printJson(run);
-            else process.stdout.write(summary(run) + '\n');
-            if (run.status === 'held') throw heldError(run);
-            if (run.status !== 'published')
-              throw new RunError(run.id, `run ${run.id} ${run.status}: ${run.error ?? 'no error recorded'}`);
-            return;
-          }
-          const concurrency = opts.concurrency ?? config.chunkConcurrency;
-          const inference = new InferencePool(config.inferenceThreads);
-          const bar = progressBar(`${name} ${date}`);
-          try {
-            const run = await failRunsOnSignal(db.url, log, (runs) =>
-              runLocally(db.pool, inference, log, job, {
-                date,
-                concurrency,
-                onProgress: (p) => bar.update(p),
-                onPlanned: (id) => runs.add(id),
-              }),
-            );
-            bar.stop();
-            if (opts.json) printJson(run);
-            else process.stdout.write(summary(run) + '\n');
-            if (run.status === 'held') throw heldError(run);
-            if (run.status !== 'published')
-              throw new RunError(run.id, `run ${run.id} ${run.status}: ${run.error ?? 'no error recorded'}`);
-          } finally {
-            bar.stop();
-            await inference.close();
-          }
-        });
+            try {
+              const run = await failRunsOnSignal(db.url, log, (runs) =>
+                runLocally(db.pool, inference, log, job, {
+                  date,
+                  concurrency,
+                  onProgress: (p) => bar.update(p),
+                  onPlanned: (id) => {
+                    runs.add(id);
+                    notifications.track(id);
+                  },
+                }),
+              );
+              bar.stop();
+              if (opts.json) printJson(run);
+              else process.stdout.write(summary(run) + '\n');
+              if (run.status === 'held') throw heldError(run);
+              if (run.status !== 'published')
+                throw new RunError(run.id, `run ${run.id} ${run.status}: ${run.error ?? 'no error recorded'}`);
+            } finally {
+              bar.stop();
+              await inference.close();
+            }
+          },
+          { dispatch: true },
+        );
       },
     );
 }

@@ -78,8 +78,9 @@ export function runsCommands(program: Command): void {
     .description('re-run the chunks of a failed run that are not done, then publish it')
     .option('--no-wait', 'queue runs: return once re-enqueued')
     .action(async (id: string, opts: { wait: boolean }) => {
-      await withContext(async ({ config, db, log }) => {
+      await withContext(async ({ config, db, log, notifications }) => {
         await retryRun(db.pool, id); // refuses a run that does not exist or did not fail
+        notifications.track(id);
         const mode = (await runPlan(db.pool, id))!.mode;
         const bar = progressBar(`run ${id}`);
         let run;
@@ -140,7 +141,8 @@ export function runsCommands(program: Command): void {
     .requiredOption('--reason <text>', 'why the drift is acceptable')
     .option('--by <name>', 'who approves (default: the operating-system user)')
     .action(async (id: string, opts: { reason: string; by?: string }) => {
-      await withContext(async ({ db, log }) => {
+      await withContext(async ({ db, log, notifications }) => {
+        notifications.track(id);
         const run = await approveRun(db.pool, id, { by: reviewer(opts.by), reason: opts.reason }, log);
         process.stdout.write(`${summary(run)}\n`);
       });

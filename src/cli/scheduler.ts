@@ -10,15 +10,18 @@ export function schedulerCommand(program: Command): void {
     .command('scheduler')
     .description("fire each job's cron in its time zone and catch up missed dates (any number of replicas)");
   metricsOptions(command).action(async (opts: MetricsFlags) => {
-    await withContext(async ({ config, db, log }) => {
-      const backend = queueBackend(config, db.url);
-      const metrics = await startMetrics('scheduler', opts, db.url, backend, log);
-      try {
-        const scheduler = await startScheduler(db.pool, backend, config, log);
-        await untilSignal(log, () => scheduler.close());
-      } finally {
-        await metrics.close();
-      }
-    });
+    await withContext(
+      async ({ config, db, log }) => {
+        const backend = queueBackend(config, db.url);
+        const metrics = await startMetrics('scheduler', opts, db.url, backend, log);
+        try {
+          const scheduler = await startScheduler(db.pool, backend, config, log);
+          await untilSignal(log, () => scheduler.close());
+        } finally {
+          await metrics.close();
+        }
+      },
+      { dispatch: true },
+    );
   });
 }

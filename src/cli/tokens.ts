@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { createToken, listTokens, revokeToken } from '../api/tokens.js';
 import { printJson, printTable, withContext } from './context.js';
 
-function collect(value: string, previous: string[]): string[] {
+// No commander default for --job: its help would show `(default: [])` beside the one in the text.
+function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
 
@@ -11,12 +12,12 @@ export function tokensCommands(program: Command): void {
   tokens
     .command('create')
     .description('create a token and print it once (only its sha256 is stored)')
-    .option('--job <job>', 'may read only this job (repeat for several; default: every job)', collect, [])
+    .option('--job <job>', 'may read only this job (repeat for several; default: every job)', collect)
     .option('--name <name>', 'what the token is for, e.g. the client')
     .option('--json', 'machine-readable output')
-    .action(async (opts: { job: string[]; name?: string; json?: boolean }) => {
+    .action(async (opts: { job?: string[]; name?: string; json?: boolean }) => {
       await withContext(async ({ db }) => {
-        const { token, info } = await createToken(db.pool, { name: opts.name, jobs: opts.job });
+        const { token, info } = await createToken(db.pool, { name: opts.name, jobs: opts.job ?? [] });
         if (opts.json) return printJson({ ...info, token });
         process.stderr.write(
           `created token ${info.id}${info.name ? ` (${info.name})` : ''} for ${info.jobs ? `jobs ${info.jobs.join(', ')}` : 'every job'}; ` +

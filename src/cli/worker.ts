@@ -16,17 +16,20 @@ export function workerCommands(program: Command): void {
       integer('--concurrency', 1, 256),
     );
   metricsOptions(command).action(async (opts: { concurrency?: number } & MetricsFlags) => {
-    await withContext(async ({ config, db, log }) => {
-      const concurrency = opts.concurrency ?? config.chunkConcurrency;
-      const backend = queueBackend(config, db.url);
-      const metrics = await startMetrics('worker', opts, db.url, backend, log);
-      try {
-        const worker = await startWorker(db.pool, backend, config, log, concurrency, metrics.metrics?.worker);
-        // /metrics keeps answering while the worker drains.
-        await untilSignal(log, () => worker.close());
-      } finally {
-        await metrics.close();
-      }
-    });
+    await withContext(
+      async ({ config, db, log }) => {
+        const concurrency = opts.concurrency ?? config.chunkConcurrency;
+        const backend = queueBackend(config, db.url);
+        const metrics = await startMetrics('worker', opts, db.url, backend, log);
+        try {
+          const worker = await startWorker(db.pool, backend, config, log, concurrency, metrics.metrics?.worker);
+          // /metrics keeps answering while the worker drains.
+          await untilSignal(log, () => worker.close());
+        } finally {
+          await metrics.close();
+        }
+      },
+      { dispatch: true },
+    );
   });
 }

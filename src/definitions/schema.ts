@@ -57,6 +57,30 @@ function gate(max: number) {
     .transform((v): Gate => (typeof v === 'number' ? { threshold: v, action: 'block' } : v));
 }
 
+function httpUrlProblem(url: string): string | null {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return `must be an http:// or https:// URL (got ${JSON.stringify(url)})`;
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+    return `must be an http:// or https:// URL (got ${JSON.stringify(url)})`;
+  }
+  return null;
+}
+
+/** Webhooks: one URL or a list; stored as a list. */
+const notify = z
+  .union([z.string(), z.array(z.string()).min(1, 'must list at least one URL')])
+  .superRefine((v, ctx) => {
+    (typeof v === 'string' ? [v] : v).forEach((url, i) => {
+      const problem = httpUrlProblem(url);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem, path: typeof v === 'string' ? [] : [i] });
+    });
+  })
+  .transform((v) => (typeof v === 'string' ? [v] : v));
+
 /** Generous: a chunk of 50,000 rows takes seconds; one of a million rows of a big model, minutes. */
 export const DEFAULT_CHUNK_TIMEOUT_SECONDS = 900;
 
@@ -135,6 +159,8 @@ export const jobSchema = z
       })
       .strict()
       .default({ baseline: 'previous', profile: true }),
+    /** Webhooks POSTed a JSON event when a run fails, is held or is published (src/notify/). */
+    notify: notify.optional(),
     /** Thresholds checked before publish (see profile/gates.ts); absent: DEFAULT_GATES, warn only. */
     gates: z
       .object(

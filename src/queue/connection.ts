@@ -66,7 +66,8 @@ export function queueBackend(config: Config, databaseUrl: string): QueueBackend 
     const prefix = config.queuePrefix;
     return {
       kind: 'redis',
-      describe: `Redis ${connection.host}:${connection.port} (prefix ${prefix})`,
+      // The address as a URL with its database number, never the credentials.
+      describe: `Redis ${connection.tls ? 'rediss' : 'redis'}://${connection.host}:${connection.port}/${connection.db} (prefix ${prefix})`,
       queue: (name) => new Queue(name, { connection, prefix }),
       worker: (name, processor, o) => new Worker(name, processor, { connection, prefix, ...workerOptions(o) }),
       flowProducer: () => new FlowProducer({ connection, prefix }),

@@ -13,3 +13,13 @@ export const LOOKUP = {
 } as const;
 
 export type LookupRow = [key: string, score: number | null, label: string | null, outputs: number[] | null];
+
+/**
+ * A run's predictions in key order, for `prescore export`: key, score, label, outputs. COPY
+ * takes no parameters, so the run id goes in as a checked integer literal.
+ */
+export function exportQuery(runId: string, format: 'csv' | 'rows'): string {
+  if (!/^[1-9][0-9]{0,18}$/.test(runId)) throw new Error(`not a run id: ${runId}`);
+  const outputs = format === 'csv' ? 'array_to_json(outputs)::text AS outputs' : 'outputs';
+  return `SELECT key, score, label, ${outputs} FROM prescore.predictions WHERE run_id = ${runId} ORDER BY key`;
+}
