@@ -86,6 +86,28 @@ describe('drift profiles: bounded grid reads and the stored form', () => {
     names.forEach((n, f) => assert.deepEqual(fromBytes[f]!.hist, reference(values, width, rows, f), n));
   });
 
+  test('profiles stored in the first format (int16 key, uint32 count pairs) are still read', () => {
+    const p = new ChunkProfiler(names, {});
+    p.addFeatures(values, rows);
+    const profiles = JSON.parse(JSON.stringify(p.finish(readerStats(values, width, rows)))) as ReturnType<typeof p.finish>;
+    const head = Buffer.from(JSON.stringify(profiles.map(({ hist: _hist, ...rest }) => rest)));
+    const parts = [Buffer.alloc(4), head];
+    parts[0]!.writeUInt32LE(head.length);
+    for (const c of profiles) {
+      const b = Buffer.alloc(4 + c.hist.length * 6);
+      b.writeUInt32LE(c.hist.length, 0);
+      c.hist.forEach(([k, n], i) => (b.writeInt16LE(k, 4 + i * 6), b.writeUInt32LE(n, 6 + i * 6)));
+      parts.push(b);
+    }
+    const old = Buffer.concat(parts);
+    assert.deepEqual(decodeProfiles(old), profiles);
+    const merger = new ProfileMerger();
+    merger.addEncoded(old);
+    assert.deepEqual(merger.result(), mergeProfiles([profiles]));
+    // And the current form is much smaller: about two bytes a bucket.
+    assert.ok(encodeProfiles(profiles).length < old.length / 2, `${encodeProfiles(profiles).length} vs ${old.length} bytes`);
+  });
+
   test('a stored profile cut short is an error, not a smaller histogram', () => {
     const p = new ChunkProfiler(names, {});
     p.addFeatures(values, rows);

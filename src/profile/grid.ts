@@ -58,10 +58,8 @@ export class GridSum {
     for (const [k, c] of hist) this.counts[k + OFFSET]! += c;
   }
 
-  /** `n` packed (int16 key, uint32 count) pairs, little-endian, from `at` (the stored form). */
-  addPacked(view: DataView, at: number, n: number): void {
-    const counts = this.counts;
-    for (let i = 0, o = at; i < n; i++, o += 6) counts[view.getInt16(o, true) + OFFSET]! += view.getUint32(o + 2, true);
+  addOne(key: number, count: number): void {
+    this.counts[key + OFFSET]! += count;
   }
 
   sparse(): [number, number][] {
