@@ -115,17 +115,21 @@ export async function chunkTotals(db: Queryable, runId: string): Promise<ChunkTo
   return { chunks: +r.chunks, done: +r.done, read: +r.read, written: +r.written, rejected: +r.rejected };
 }
 
-/** Each chunk's stored profile, one chunk at a time (memory holds one, whatever their number). */
+/** Chunk profiles fetched per query: a round trip per 16, and at most 16 (about 1 MiB) in memory. */
+const PROFILES_PER_QUERY = 16;
+
+/** Each chunk's stored profile, in chunk order, a few chunks per query (memory stays bounded). */
 export async function forEachChunkProfile(db: Queryable, runId: string, fn: (profile: Buffer) => void): Promise<void> {
   const { rows } = await db.query<{ chunk_no: number }>(
     'SELECT chunk_no FROM prescore.run_chunks WHERE run_id = $1::bigint AND profile IS NOT NULL ORDER BY chunk_no',
     [runId],
   );
-  for (const { chunk_no } of rows) {
-    const one = await db.query<{ profile: Buffer }>(
-      'SELECT profile FROM prescore.run_chunks WHERE run_id = $1::bigint AND chunk_no = $2',
-      [runId, chunk_no],
+  for (let i = 0; i < rows.length; i += PROFILES_PER_QUERY) {
+    const some = rows.slice(i, i + PROFILES_PER_QUERY).map((r) => r.chunk_no);
+    const page = await db.query<{ profile: Buffer | null }>(
+      'SELECT profile FROM prescore.run_chunks WHERE run_id = $1::bigint AND chunk_no = ANY($2::int[]) ORDER BY chunk_no',
+      [runId, some],
     );
-    if (one.rows[0]?.profile) fn(one.rows[0].profile);
+    for (const r of page.rows) if (r.profile) fn(r.profile);
   }
 }
