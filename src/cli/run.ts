@@ -32,6 +32,14 @@ export function heldError(run: RunInfo): RunError {
   );
 }
 
+/** Prints a finished run (JSON or its summary line); a run that did not publish is an error. */
+function report(run: RunInfo, json: boolean | undefined): void {
+  if (json) printJson(run);
+  else process.stdout.write(summary(run) + '\n');
+  if (run.status === 'held') throw heldError(run);
+  if (run.status !== 'published') throw new RunError(run.id, `run ${run.id} ${run.status}: ${run.error ?? 'no error recorded'}`);
+}
+
 export function runCommand(program: Command): void {
   program
     .command('run <job>')
@@ -116,11 +124,7 @@ export function runCommand(program: Command): void {
               const bar = progressBar(`${name} ${date}`);
               const run = await followRun(db.pool, runId, (r) => bar.update(r));
               bar.stop();
-              if (opts.json) printJson(run);
-              else process.stdout.write(summary(run) + '\n');
-              if (run.status === 'held') throw heldError(run);
-              if (run.status !== 'published')
-                throw new RunError(run.id, `run ${run.id} ${run.status}: ${run.error ?? 'no error recorded'}`);
+              report(run, opts.json);
               return;
             }
             const concurrency = opts.concurrency ?? config.chunkConcurrency;
@@ -139,11 +143,7 @@ export function runCommand(program: Command): void {
                 }),
               );
               bar.stop();
-              if (opts.json) printJson(run);
-              else process.stdout.write(summary(run) + '\n');
-              if (run.status === 'held') throw heldError(run);
-              if (run.status !== 'published')
-                throw new RunError(run.id, `run ${run.id} ${run.status}: ${run.error ?? 'no error recorded'}`);
+              report(run, opts.json);
             } finally {
               bar.stop();
               await inference.close();
