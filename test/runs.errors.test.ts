@@ -131,7 +131,7 @@ describe('bad input is refused with a clear error and nothing is published', () 
     assert.equal(r.code, 1);
     assert.match(
       r.lastError,
-      /^error: cannot reach the queue \(Redis 127\.0\.0\.1:1 .*ECONNREFUSED.*is REDIS_URL right and Redis up\?/,
+      /^error: cannot reach the queue \(Redis redis:\/\/127\.0\.0\.1:1\/0 .*ECONNREFUSED.*is REDIS_URL right and Redis up\?/,
     );
     assert.ok(Date.now() - started < 15_000);
     assert.equal(await runs(), before);
