@@ -18,6 +18,8 @@ import { Lookup, type StoredPrediction } from './lookup.js';
 import { batchJson, predictionJson } from './serialize.js';
 import { ApiMetrics } from './metrics.js';
 import { ServingPointers, type Pointer } from './pointers.js';
+import { installScore, type ScoreOptions } from './score.js';
+import { CurrentModels } from '../score/current.js';
 import { TOKENS_CHANNEL } from './tokens.js';
 import { checkAsOf, checkFallback, checkQuery, installJsonBody, keyProblem, parseBatchBody, type Limits } from './validate.js';
 
@@ -54,6 +56,8 @@ export interface ApiOptions {
   requestTimeoutMs?: number;
   /** The job files, for the dashboard's `GET /v1/jobs` (without it: the jobs with published runs). */
   jobs?: JobsProvider;
+  /** POST /v1/score: micro-batching, limits, inference threads, and how long a resolved model alias answers. */
+  score?: ScoreOptions & { modelTtlMs?: number };
 }
 
 export interface Api {
@@ -78,6 +82,7 @@ const POINT_KEYS = 16;
 const ROUTES: [RegExp, string][] = [
   [/^\/v1\/predictions\/[^/]+\/[^/]+$/, 'GET, HEAD'],
   [/^\/v1\/predictions\/[^/]+$/, 'POST'],
+  [/^\/v1\/score\/[^/]+$/, 'POST'],
   [/^\/(healthz|readyz|metrics)$/, 'GET, HEAD'],
   [/^\/v1\/(jobs|runs)$/, 'GET, HEAD'],
   [/^\/v1\/runs\/[^/]+\/report$/, 'GET, HEAD'],
@@ -180,6 +185,12 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
   installJsonBody(app);
   installDashboard(app, { pool, log, tokens, pointers, jobs: options.jobs });
   const ops = buildOps(pool, metrics, requestTimeout);
+  const models = new CurrentModels(pool, log, { ttlMs: options.score?.modelTtlMs });
+  const score = installScore(
+    app,
+    { model: (job) => models.get(job), registry: metrics.registry, log, keyProblem: (key) => keyProblem(key, limits) },
+    options.score,
+  );
 
   app.addHook('onResponse', (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
     metrics.request(request.routeOptions.url ?? 'unmatched', request.method, reply.statusCode, reply.elapsedTime / 1000);
@@ -284,7 +295,7 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     const status = err.statusCode;
     if (status !== undefined && status >= 400 && status < 500) {
       if (status === 401) reply.header('www-authenticate', 'Bearer');
-      return reply.code(status).send({ error: clientMessage(err, bodyLimit) });
+      return reply.code(status).send({ error: clientMessage(err, request.routeOptions.bodyLimit ?? bodyLimit) });
     }
     if (err instanceof HttpError) return reply.code(err.statusCode).send({ error: err.message });
     log.error({ err: errorMessage(err), method: request.method, url: request.url.slice(0, 300) }, 'request failed');
@@ -325,6 +336,7 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
         await Promise.all([app.close(), ops.close()]);
         // Handlers of clients that hung up may still be running: they end before the pool does.
         await lookup.close();
+        await score.close();
         await listener.close();
         await Promise.all([pointers.idle(), tokens.idle()]);
       })()),

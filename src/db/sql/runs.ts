@@ -302,3 +302,12 @@ export async function latestRunsBetween(
   );
   return rows;
 }
+
+/** The newest run of a job, any date and state: its id and the resolved job it planned with. */
+export async function newestJobRun<Spec>(db: Queryable, job: string): Promise<{ id: string; spec: Spec } | undefined> {
+  const { rows } = await db.query<{ id: string; spec: Spec }>(
+    'SELECT id::text, spec FROM prescore.runs WHERE job = $1 ORDER BY id DESC LIMIT 1',
+    [job],
+  );
+  return rows[0];
+}
