@@ -40,6 +40,16 @@ export async function jobInfos(jobsDir: string, now = new Date()): Promise<JobIn
   );
 }
 
+interface ServeOptions {
+  port: number;
+  host: string;
+  opsPort?: number;
+  opsHost: string;
+  auth: boolean;
+  scoreBatchMs: number;
+  bundle?: string;
+}
+
 export function serveCommand(program: Command): void {
   program
     .command('serve')
@@ -56,7 +66,15 @@ export function serveCommand(program: Command): void {
     )
     .option('--ops-host <host>', 'address of the ops port', '127.0.0.1')
     .option('--no-auth', 'answer without tokens even when tokens exist (PRESCORE_API_AUTH=none); logged loudly')
-    .action(async (opts: { port: number; host: string; opsPort?: number; opsHost: string; auth: boolean }) => {
+    .option(
+      '--score-batch-ms <ms>',
+      'POST /v1/score: how long sent rows wait to share one inference call (0: one call per request)',
+      integer('--score-batch-ms', 0, 1000),
+      1,
+    )
+    .option('--bundle <dir>', 'serve an exported bundle (prescore export --out DIR) instead: no database')
+    .action(async (opts: ServeOptions) => {
+      if (opts.bundle !== undefined) return serveBundle(opts.bundle, opts);
       const { port: listenPort, opsPort } = opts;
       const config = resolveConfig();
       const auth: AuthMode = opts.auth ? config.apiAuth : 'none';
@@ -68,6 +86,7 @@ export function serveCommand(program: Command): void {
           auth,
           lookupTimeoutMs: config.apiTimeoutMs,
           jobs: () => jobInfos(config.jobsDir),
+          score: { batchWindowMs: opts.scoreBatchMs },
         });
         try {
           const address = await api.app.listen({ port: listenPort, host: opts.host });
@@ -88,4 +107,8 @@ export function serveCommand(program: Command): void {
         await db.close();
       }
     });
+}
+
+async function serveBundle(_dir: string, _opts: ServeOptions): Promise<void> {
+  throw new Error('todo');
 }
