@@ -7,7 +7,9 @@ import { buildApi } from '../api/server.js';
 import { resolveConfig } from '../config.js';
 import { openDatabase } from '../db/database.js';
 import { listJobFiles, parseJobFile } from '../definitions/load.js';
-import { errorMessage } from '../errors.js';
+import { InputError, errorMessage } from '../errors.js';
+import { BundleStore } from '../bundle/read.js';
+import { buildBundleApi } from '../bundle/server.js';
 import { createLogger } from '../log.js';
 import { nextFire } from '../scheduler/calendar.js';
 import { integer } from './options.js';
@@ -109,6 +111,21 @@ export function serveCommand(program: Command): void {
     });
 }
 
-async function serveBundle(_dir: string, _opts: ServeOptions): Promise<void> {
-  throw new Error('todo');
+/** `serve --bundle DIR`: the bundle, checked file by file, served from memory; no database is opened or started. */
+async function serveBundle(dir: string, opts: ServeOptions): Promise<void> {
+  if (opts.opsPort !== undefined)
+    throw new InputError('--ops-port goes without --bundle: a bundle is served with no tokens, /metrics included');
+  const config = resolveConfig();
+  const log = createLogger(config.logLevel);
+  const bundle = BundleStore.open(dir);
+  const { manifest } = bundle;
+  const api = buildBundleApi(bundle, log, { score: { batchWindowMs: opts.scoreBatchMs } });
+  try {
+    const address = await api.app.listen({ port: opts.port, host: opts.host });
+    log.info({ address, job: manifest.job, date: manifest.date, runId: manifest.runId }, 'serving a bundle');
+    process.stdout.write(`listening on ${address}\n`);
+    await untilSignal(log, () => api.close());
+  } finally {
+    await api.close();
+  }
 }

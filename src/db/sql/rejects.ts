@@ -58,3 +58,10 @@ export async function rejectReason(db: Queryable, runId: string, key: string): P
   );
   return rows[0]?.reason;
 }
+
+/** A run's rejects with a key, one reason per key, in byte order of the key: what a bundle stores. */
+export function bundleRejectsQuery(runId: string): string {
+  if (!/^[1-9][0-9]{0,18}$/.test(runId)) throw new Error(`not a run id: ${runId}`);
+  return `SELECT DISTINCT ON (key COLLATE "C") key, reason FROM prescore.rejects
+           WHERE run_id = ${runId} AND key IS NOT NULL ORDER BY key COLLATE "C", reason`;
+}
