@@ -36,7 +36,8 @@ RUN --mount=type=secret,id=npm_ca,required=false \
     npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 COPY tsconfig.json ./
 COPY src ./src
-RUN npx tsc -p tsconfig.json --sourceMap false
+# Declarations (.d.ts) are for the npm package, not the image.
+RUN npx tsc -p tsconfig.json --sourceMap false --declaration false
 
 FROM ${BASE}
 # A fixed numeric uid, so Kubernetes' runAsNonRoot can check it without a runAsUser.
