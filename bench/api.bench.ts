@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -7,7 +7,7 @@ import autocannon, { type Result as AutocannonResult } from 'autocannon';
 import pg from 'pg';
 import { linearModel } from '../test/fixtures/models.js';
 import { packageRoot } from '../src/paths.js';
-import { benchDatabase, runCli } from './support.js';
+import { benchDatabase, runCli, startListening, stopChild } from './support.js';
 
 /**
  * `npm run bench:api`: `prescore serve` against a minimal node:http + pg baseline, on the same
@@ -92,26 +92,6 @@ async function prepare(url: string): Promise<Served> {
 }
 
 /** Starts a server process and resolves its base URL from its "listening on ..." line. */
-function start(args: string[], env: Record<string, string>): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) resolve({ url: m[1]!, child });
-    });
-    child.on('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}`)));
-  });
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  await exited;
-}
-
 const randomKey = () => String(1 + Math.floor(Math.random() * ROWS));
 
 interface Figures {
@@ -234,7 +214,7 @@ async function main(): Promise<void> {
   const mixedResults: Record<string, Awaited<ReturnType<typeof mixed>>> = {};
   let batching = 0;
   for (const s of servers) {
-    const { url: base, child } = await start(s.args, s.env);
+    const { url: base, child } = await startListening(s.args, s.env);
     if (!base.startsWith(`http://${HOST}:`)) throw new Error(`${s.name} listens on ${base}, not on ${HOST}`);
     try {
       await load(base, 'get', 2); // warm up: connections, prepared statements, JIT, page cache
@@ -248,7 +228,7 @@ async function main(): Promise<void> {
       mixedResults[s.name] = await mixed(base, SECONDS);
       process.stderr.write(`${s.name}: done\n`);
     } finally {
-      await stop(child);
+      await stopChild(child);
     }
   }
 

@@ -1,11 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import autocannon, { type Options } from 'autocannon';
 import { linearModel, mlpModel, type TestModel } from '../test/fixtures/models.js';
 import { packageRoot } from '../src/paths.js';
-import { benchDatabase, runCli } from './support.js';
+import { benchDatabase, runCli, startListening, stopChild } from './support.js';
 
 /**
  * `npm run bench:score`: POST /v1/score/:job at 50 connections, one row per request, with
@@ -69,29 +68,6 @@ async function prepare(url: string, model: TestModel): Promise<string[]> {
   }
 }
 
-function start(args: string[], env: Record<string, string>): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [path.join(packageRoot, 'bin', 'prescore.js'), ...args], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) resolve({ url: m[1]!, child });
-    });
-    child.on('exit', (code) => reject(new Error(`serve exited with ${code}`)));
-  });
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  await exited;
-}
-
 async function calls(url: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
   const m = new RegExp(`^prescore_score_batches_total\\{prescore_job="${JOB}"\\} (\\S+)$`, 'm').exec(text);
@@ -107,10 +83,13 @@ interface Figures {
 }
 
 async function measure(dbUrl: string, features: string[], windowMs: number): Promise<Figures> {
-  const { url, child } = await start(['serve', '--port', '0', '--no-auth', '--score-batch-ms', String(windowMs)], {
-    DATABASE_URL: dbUrl,
-    PRESCORE_LOG_LEVEL: 'warn',
-  });
+  const { url, child } = await startListening(
+    [path.join(packageRoot, 'bin', 'prescore.js'), 'serve', '--port', '0', '--no-auth', '--score-batch-ms', String(windowMs)],
+    {
+      DATABASE_URL: dbUrl,
+      PRESCORE_LOG_LEVEL: 'warn',
+    },
+  );
   try {
     const body = (n: number) =>
       JSON.stringify({ rows: [{ key: String(n), features: Object.fromEntries(features.map((f, i) => [f, Math.sin(n + i)])) }] });
@@ -141,7 +120,7 @@ async function measure(dbUrl: string, features: string[], windowMs: number): Pro
       bad: r.non2xx + r.errors + r.timeouts,
     };
   } finally {
-    await stop(child);
+    await stopChild(child);
   }
 }
 

@@ -18,20 +18,12 @@ import {
   writeJob,
   type TestDb,
 } from './helpers.js';
+import type { ScoredPrediction } from '../src/bundle/read.js';
 
 const DATE = '2026-11-20';
 const F = featureNames(4);
 
-interface Scored {
-  key: string;
-  model: { name: string; version: number };
-  score: number | null;
-  label: string | null;
-  outputs: number[] | null;
-  rejected?: string;
-}
-
-type Body = { predictions: Scored[]; error?: string };
+type Body = { predictions: ScoredPrediction[]; error?: string };
 
 function rowsFor(source: Map<string, number[]>, keys: string[]) {
   return keys.map((key) => ({ key, features: Object.fromEntries(F.map((f, i) => [f, source.get(key)![i]!])) }));

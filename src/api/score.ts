@@ -3,10 +3,10 @@ import { Counter, Histogram, type Registry } from 'prom-client';
 import { HttpError, errorMessage } from '../errors.js';
 import { InferencePool } from '../inference/pool.js';
 import type { Logger } from '../log.js';
-import { NAME_RULE, isName } from '../names.js';
 import { ScoreBatcher } from '../score/batcher.js';
 import { scoreJson, type ScoredRow, type ScoringModel } from '../score/model.js';
 import { parseScoreBody } from '../score/rows.js';
+import { checkJob } from './http.js';
 import { checkQuery } from './validate.js';
 
 export interface ScoreOptions {
@@ -86,7 +86,7 @@ export function installScore(app: FastifyInstance, deps: ScoreDeps, options: Sco
     async (request, reply) => {
       const { job } = request.params;
       checkQuery(request.query, []);
-      if (!isName(job)) throw new HttpError(400, `"${job.slice(0, 200)}" is not a job name: it must match ${NAME_RULE}`);
+      checkJob(job);
       const model = await deps.model(job);
       const { keys, values } = parseScoreBody(request.body, model.features, model.input.type, limits);
       let rows: ScoredRow[];

@@ -1,10 +1,9 @@
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { installAccess, type RouteInfo } from './access.js';
 import { buildOps } from './ops.js';
 import type pg from 'pg';
 import type { Pool } from '../db/pool.js';
 import { HttpError, LookupUnavailable, errorMessage } from '../errors.js';
-import { NAME_RULE, isName } from '../names.js';
 import type { Logger } from '../log.js';
 import { PUBLISH_CHANNEL } from '../db/sql/serving.js';
 import { runReport } from './reports.js';
@@ -21,7 +20,8 @@ import { ServingPointers, type Pointer } from './pointers.js';
 import { installScore, type ScoreOptions } from './score.js';
 import { CurrentModels } from '../score/current.js';
 import { TOKENS_CHANNEL } from './tokens.js';
-import { checkAsOf, checkFallback, checkQuery, installJsonBody, keyProblem, parseBatchBody, type Limits } from './validate.js';
+import { checkJob, frameworkErrors, installErrorHandlers, JSON_TYPE, parsePredictionGet, sendMissingKey } from './http.js';
+import { checkQuery, installJsonBody, keyProblem, parseBatchBody, type Limits } from './validate.js';
 
 export interface ApiOptions {
   /** For the LISTEN connection; default: the pool's own connection options. */
@@ -72,8 +72,6 @@ export interface Api {
   /** Stops listening (both apps), drains in-flight requests, closes the LISTEN connection. Idempotent. */
   close(): Promise<void>;
 }
-
-const JSON_TYPE = 'application/json; charset=utf-8';
 
 /** Requests of at most this many keys are point reads: they never wait behind batches. */
 const POINT_KEYS = 16;
@@ -137,13 +135,7 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     // Keys travel percent-encoded in the path: up to 3 characters per byte.
     routerOptions: { maxParamLength: 3 * limits.maxKeyBytes + 64 },
     logger: false,
-    // Errors fastify raises before routing (a malformed percent-encoding): the same JSON shape.
-    frameworkErrors: (err, _request, reply) => {
-      const status = err.statusCode ?? 400;
-      const error =
-        status === 414 ? `the URL is too long: a key has at most ${limits.maxKeyBytes} bytes` : err.message.slice(0, 300);
-      void (reply as unknown as FastifyReply).code(status).send({ error });
-    },
+    frameworkErrors: frameworkErrors(limits),
   });
 
   /** The predictions of `keys` from exactly one run: the pointer's, or its replacement's. */
@@ -177,10 +169,6 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     throw new HttpError(404, `job "${job}" has no published run ${latestBefore ? 'on or before' : 'for'} ${asOf}`);
   }
 
-  function checkJob(job: string): void {
-    if (!isName(job)) throw new HttpError(400, `"${job.slice(0, 200)}" is not a job name: it must match ${NAME_RULE}`);
-  }
-
   const routes = installAccess(app, tokens);
   installJsonBody(app);
   installDashboard(app, { pool, log, tokens, pointers, jobs: options.jobs });
@@ -200,28 +188,14 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
   app.get<{ Params: { job: string; key: string }; Querystring: Record<string, unknown> }>(
     '/v1/predictions/:job/:key',
     async (request, reply) => {
-      const { job, key } = request.params;
-      checkQuery(request.query, ['asOf', 'fallback']);
-      checkJob(job);
-      const problem = keyProblem(key, limits);
-      if (problem) throw new HttpError(400, `the key ${problem}`);
-      const asOf = checkAsOf(request.query.asOf);
-      const latestBefore = checkFallback(request.query.fallback);
-      if (latestBefore && asOf === undefined)
-        throw new HttpError(400, 'fallback goes with asOf (without asOf the newest date answers)');
+      const { job, key, asOf, latestBefore } = parsePredictionGet(request.params, request.query, limits);
       const { pointer, rows } = await answer(pointerFor(job, asOf, latestBefore), [key]);
       const row = rows.get(key);
       if (!row) {
         metrics.misses(job, 1);
-        const message = `no prediction for key "${key}" in job "${job}" on ${pointer.date}`;
-        // A key the run read but did not score says why (one indexed probe, misses only).
+        // One indexed probe, misses only.
         const rejected = await rejectReason(pool, pointer.runId, key).catch(() => undefined);
-        if (rejected !== undefined)
-          return reply
-            .code(404)
-            .type(JSON_TYPE)
-            .send(JSON.stringify({ error: message, rejected }));
-        throw new HttpError(404, message);
+        return sendMissingKey(reply, job, key, pointer.date, rejected);
       }
       metrics.hits(job, 1);
       return reply.type(JSON_TYPE).send(predictionJson(pointer, key, row));
@@ -280,27 +254,7 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     return reply.type(metrics.registry.contentType).send(text);
   });
 
-  app.setNotFoundHandler(async (request, reply) => {
-    const path = request.url.split('?')[0]!;
-    const allow = ROUTES.find(([re]) => re.test(path))?.[1];
-    if (allow)
-      return reply
-        .code(405)
-        .header('allow', allow)
-        .send({ error: `${request.method} is not allowed on ${path.slice(0, 200)}; use ${allow}` });
-    return reply.code(404).send({ error: `no route ${request.method} ${path.slice(0, 200)}` });
-  });
-
-  app.setErrorHandler(async (err: FastifyError | HttpError, request, reply) => {
-    const status = err.statusCode;
-    if (status !== undefined && status >= 400 && status < 500) {
-      if (status === 401) reply.header('www-authenticate', 'Bearer');
-      return reply.code(status).send({ error: clientMessage(err, request.routeOptions.bodyLimit ?? bodyLimit) });
-    }
-    if (err instanceof HttpError) return reply.code(err.statusCode).send({ error: err.message });
-    log.error({ err: errorMessage(err), method: request.method, url: request.url.slice(0, 300) }, 'request failed');
-    return reply.code(500).send({ error: 'internal error' });
-  });
+  installErrorHandlers(app, { routes: ROUTES, bodyLimit, log });
 
   // Last: nothing above holds a resource, so a failure here leaves nothing behind.
   await listener.start();
@@ -341,20 +295,6 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
         await Promise.all([pointers.idle(), tokens.idle()]);
       })()),
   };
-}
-
-/** Fastify's own 4xx messages, said the way the API's are. */
-function clientMessage(err: { code?: string; message: string }, bodyLimit: number): string {
-  switch (err.code) {
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return 'the body must be JSON: send Content-Type: application/json';
-    case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return `the body is larger than ${bodyLimit} bytes`;
-    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return 'the body is empty; send {"keys": [...]}';
-    default:
-      return err.message;
-  }
 }
 
 /** The job named by a publish notification ({job, date, runId}); undefined reloads every job. */
