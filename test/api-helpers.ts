@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { buildApi, type Api, type ApiOptions } from '../src/api/server.js';
@@ -127,4 +128,32 @@ export interface Item {
   score: number | null;
   label: string | null;
   outputs: number[] | null;
+}
+
+/** Requests a slow client starts and never finishes: a body that never ends, headers that never end. */
+export const SLOW_REQUESTS = [
+  {
+    what: 'a body that never ends',
+    partial:
+      'POST /v1/predictions/errs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"keys":',
+  },
+  { what: 'headers that never end', partial: 'GET /v1/predictions/errs/1 HTTP/1.1\r\nHost: x\r\nX-Slow: ' },
+] as const;
+
+/** Sends `partial` and never more: the server (request timeout 500 ms) answers 408 or closes within 4 s. */
+export async function assertCutOff(base: string, partial: string): Promise<void> {
+  const started = Date.now();
+  const answer = await new Promise<string>((resolve, reject) => {
+    const socket = net.connect(Number(new URL(base).port), '127.0.0.1', () => socket.write(partial));
+    let data = '';
+    socket.on('data', (d) => (data += d.toString()));
+    socket.on('close', () => resolve(data));
+    socket.on('error', reject);
+    setTimeout(() => {
+      socket.destroy();
+      reject(new Error('the server kept the slow connection open for 8 s'));
+    }, 8000).unref();
+  });
+  assert.ok(Date.now() - started < 4000, `cut off after ${Date.now() - started} ms`);
+  assert.ok(answer === '' || /^HTTP\/1\.1 408/.test(answer), answer);
 }

@@ -6,7 +6,10 @@ import { after, before, describe, test } from 'node:test';
 import { tableFromIPC } from 'apache-arrow';
 import { openBundle, type Manifest } from 'prescore';
 import { multiclassModel } from './fixtures/models.js';
-import { request, runJob, startApi, storedRows, type RunningApi } from './api-helpers.js';
+import { BundleStore } from '../src/bundle/read.js';
+import { buildBundleApi } from '../src/bundle/server.js';
+import { silentLogger } from '../src/log.js';
+import { assertCutOff, request, runJob, SLOW_REQUESTS, startApi, storedRows, type RunningApi } from './api-helpers.js';
 import {
   assertClose,
   cli,
@@ -312,6 +315,17 @@ describe('edge bundles: prescore export --out DIR, serve --bundle, openBundle', 
     // A manifest pinned by its sha256 refuses an otherwise consistent bundle of another run.
     const pinned = await openBundle(linDir, { sha256: '0'.repeat(64) }).catch((e: Error) => e);
     assert.match(String(pinned), /manifest\.json has sha256 [0-9a-f]{64}, not the expected 0{64}/);
+  });
+
+  test('a client that sends its request slowly, or never finishes it, is cut off as by prescore serve', async () => {
+    const api = buildBundleApi(BundleStore.open(linDir), silentLogger, { requestTimeoutMs: 500 });
+    try {
+      const base = await api.app.listen({ port: 0, host: '127.0.0.1' });
+      for (const { partial } of SLOW_REQUESTS) await assertCutOff(base, partial);
+      assert.equal((await request(base, '/healthz')).status, 200);
+    } finally {
+      await api.close();
+    }
   });
 
   test('a bundle directory that does not exist, or an --out that is not a bundle, is a clear error', async () => {

@@ -11,6 +11,26 @@ import { checkAsOf, checkFallback, checkQuery, keyProblem, type Limits } from '.
 
 export const JSON_TYPE = 'application/json; charset=utf-8';
 
+/** How long a client may take to send a whole request (headers and body) by default. */
+export const REQUEST_TIMEOUT_MS = 10_000;
+
+/**
+ * A client that sends its headers or body slowly (or never) is cut off: node checks open
+ * connections every connectionsCheckingInterval against these.
+ */
+export function slowClientLimits(requestTimeout: number): {
+  requestTimeout: number;
+  http: { headersTimeout: number; connectionsCheckingInterval: number };
+} {
+  return {
+    requestTimeout,
+    http: {
+      headersTimeout: requestTimeout,
+      connectionsCheckingInterval: Math.min(1000, Math.max(50, requestTimeout / 4)),
+    },
+  };
+}
+
 /** Errors fastify raises before routing (a malformed percent-encoding): the same JSON shape. */
 export function frameworkErrors(limits: Limits): NonNullable<FastifyServerOptions['frameworkErrors']> {
   return (err, _request, reply) => {

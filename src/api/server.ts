@@ -20,7 +20,16 @@ import { ServingPointers, type Pointer } from './pointers.js';
 import { installScore, type ScoreOptions } from './score.js';
 import { CurrentModels } from '../score/current.js';
 import { TOKENS_CHANNEL } from './tokens.js';
-import { checkJob, frameworkErrors, installErrorHandlers, JSON_TYPE, parsePredictionGet, sendMissingKey } from './http.js';
+import {
+  checkJob,
+  frameworkErrors,
+  installErrorHandlers,
+  JSON_TYPE,
+  parsePredictionGet,
+  REQUEST_TIMEOUT_MS,
+  sendMissingKey,
+  slowClientLimits,
+} from './http.js';
 import { checkQuery, installJsonBody, keyProblem, parseBatchBody, type Limits } from './validate.js';
 
 export interface ApiOptions {
@@ -122,16 +131,10 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     pointKeys: POINT_KEYS,
     onQuery: (keys) => metrics.lookupQuery(keys),
   });
-  const requestTimeout = options.requestTimeoutMs ?? 10_000;
+  const requestTimeout = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
   const app = Fastify({
     bodyLimit,
-    // A client that sends its headers or body slowly (or never) is cut off: node checks open
-    // connections every connectionsCheckingInterval against these.
-    requestTimeout,
-    http: {
-      headersTimeout: requestTimeout,
-      connectionsCheckingInterval: Math.min(1000, Math.max(50, requestTimeout / 4)),
-    },
+    ...slowClientLimits(requestTimeout),
     // Keys travel percent-encoded in the path: up to 3 characters per byte.
     routerOptions: { maxParamLength: 3 * limits.maxKeyBytes + 64 },
     logger: false,

@@ -3,7 +3,16 @@ import { Gauge, Registry } from 'prom-client';
 import { installScore, type ScoreOptions, type ScoreRoute } from '../api/score.js';
 import { batchJson, predictionJson } from '../api/serialize.js';
 import type { StoredPrediction } from '../api/lookup.js';
-import { checkJob, frameworkErrors, installErrorHandlers, JSON_TYPE, parsePredictionGet, sendMissingKey } from '../api/http.js';
+import {
+  checkJob,
+  frameworkErrors,
+  installErrorHandlers,
+  JSON_TYPE,
+  parsePredictionGet,
+  REQUEST_TIMEOUT_MS,
+  sendMissingKey,
+  slowClientLimits,
+} from '../api/http.js';
 import { checkQuery, installJsonBody, keyProblem, parseBatchBody, type Limits } from '../api/validate.js';
 import { HttpError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -28,7 +37,11 @@ const ROUTES: [RegExp, string][] = [
  * other dates have no published run. There are no tokens (the bundle's data is on the
  * machine already): listen on a private address.
  */
-export function buildBundleApi(bundle: BundleStore, log: Logger, options: { score?: ScoreOptions } = {}): BundleApi {
+export function buildBundleApi(
+  bundle: BundleStore,
+  log: Logger,
+  options: { score?: ScoreOptions; requestTimeoutMs?: number } = {},
+): BundleApi {
   const limits: Limits = { maxKeys: 1000, maxKeyBytes: 512 };
   const bodyLimit = 1024 * 1024;
   const { pointer } = bundle;
@@ -49,6 +62,7 @@ export function buildBundleApi(bundle: BundleStore, log: Logger, options: { scor
   );
   const app = Fastify({
     bodyLimit,
+    ...slowClientLimits(options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS),
     logger: false,
     routerOptions: { maxParamLength: 3 * limits.maxKeyBytes + 64 },
     frameworkErrors: frameworkErrors(limits),
