@@ -101,6 +101,6 @@ describe('queue backends', () => {
     assert.equal(list[1]!.rowsRead, 30_000);
     assert.ok(list[1]!.durationMs! > 0 && list[1]!.rowsPerSecond! > 0);
     const table = await cli(db, ['runs', 'list']);
-    assert.match(table.stdout, /^RUN +JOB +DATE +STATUS +MODEL +READ +WRITTEN +REJECTED +SECONDS +ROWS\/S +ERROR/);
+    assert.match(table.stdout, /^RUN +JOB +DATE +SERVING +STATUS +MODEL +READ +WRITTEN +REJECTED +SECONDS +ROWS\/S +ERROR/);
   });
 });

@@ -7,6 +7,7 @@ import { HttpError, LookupUnavailable, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { PUBLISH_CHANNEL } from '../db/sql/serving.js';
 import { runReport } from './reports.js';
+import { installEvaluation, type EvaluationProvider } from './evaluation.js';
 import { dataHeaders, installDashboard, type JobsProvider } from './dashboard.js';
 import { rejectReason } from '../db/sql/rejects.js';
 import { Admission } from './admission.js';
@@ -65,6 +66,8 @@ export interface ApiOptions {
   requestTimeoutMs?: number;
   /** The job files, for the dashboard's `GET /v1/jobs` (without it: the jobs with published runs). */
   jobs?: JobsProvider;
+  /** `GET /v1/jobs/:job/evaluation` (given by `prescore serve`, which reads the job files; without it: 404). */
+  evaluation?: EvaluationProvider;
   /** POST /v1/score: micro-batching, limits, inference threads, and how long a resolved model alias answers. */
   score?: ScoreOptions & { modelTtlMs?: number };
 }
@@ -93,6 +96,7 @@ const ROUTES: [RegExp, string][] = [
   [/^\/(healthz|readyz|metrics)$/, 'GET, HEAD'],
   [/^\/v1\/(jobs|runs)$/, 'GET, HEAD'],
   [/^\/v1\/runs\/[^/]+\/report$/, 'GET, HEAD'],
+  [/^\/v1\/jobs\/[^/]+\/evaluation$/, 'GET, HEAD'],
   [/^\/ui(\/[^/]*)?$/, 'GET, HEAD'],
 ];
 
@@ -243,6 +247,8 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
       .type(JSON_TYPE)
       .send(JSON.stringify({ run: found.run, ...found.report }));
   });
+
+  installEvaluation(app, { provider: options.evaluation, log });
 
   app.get('/healthz', { config: { access: 'public' } }, async () => ({ status: 'ok' }));
   // Public, for load balancers and probes that carry no token; why it is not ready (which

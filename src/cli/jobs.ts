@@ -1,8 +1,10 @@
 import path from 'node:path';
 import type { Command } from 'commander';
-import { InputError, errorMessage } from '../errors.js';
-import { resolveJob } from '../definitions/check.js';
-import { listJobFiles, loadJob, parseJobFile } from '../definitions/load.js';
+import { InputError, ValidationError, errorMessage } from '../errors.js';
+import { resolveJob, type ResolvedJob } from '../definitions/check.js';
+import { listJobFiles, loadJob, parseJobFile, type JobFile } from '../definitions/load.js';
+import type { Pool } from '../db/pool.js';
+import { checkOutcomes } from '../outcomes/source.js';
 import fs from 'node:fs';
 import { localTime } from '../dates.js';
 import { scheduleStates, setPaused } from '../db/sql/schedules.js';
@@ -104,7 +106,7 @@ export function jobsCommands(program: Command): void {
         for (const file of files) {
           try {
             const job = name ? loadJob(config.jobsDir, name) : parseJobFile(file, fs.readFileSync(file, 'utf8'));
-            const r = await resolveJob(db.pool, job, { checkData: true });
+            const r = await withOutcomes(db.pool, job, () => resolveJob(db.pool, job, { checkData: true }));
             process.stdout.write(
               `ok  ${r.name}: ${r.features.length} features from ${r.table ? `${r.table.schema}.${r.table.name}` : 'its query'} -> ${r.model.name} v${r.model.version}\n`,
             );
@@ -116,4 +118,23 @@ export function jobsCommands(program: Command): void {
         if (failures.length) throw new InputError(failures.join('\n'));
       });
     });
+}
+
+/**
+ * Resolves a job and checks its `outcomes` source too, reporting the problems of both at once
+ * (the outcomes key must have the type of the source key, when the source resolves).
+ */
+async function withOutcomes(pool: Pool, job: JobFile, resolve: () => Promise<ResolvedJob>): Promise<ResolvedJob> {
+  let resolved: ResolvedJob | undefined;
+  let problems: string[] = [];
+  try {
+    resolved = await resolve();
+  } catch (err) {
+    if (!(err instanceof ValidationError)) throw err;
+    problems = err.problems;
+  }
+  const outcomes = await checkOutcomes(pool, job.spec, resolved?.key.pgType);
+  problems.push(...outcomes.problems);
+  if (problems.length > 0 || !resolved) throw new ValidationError(`job ${job.spec.name} (${job.file})`, problems);
+  return resolved;
 }

@@ -11,6 +11,7 @@ import { serveCommand } from './serve.js';
 import { tokensCommands } from './tokens.js';
 import { withContext } from './context.js';
 import { backfillCommand } from './backfill.js';
+import { evaluateCommand } from './evaluate.js';
 import { schedulerCommand } from './scheduler.js';
 import { workerCommands } from './worker.js';
 
@@ -57,6 +58,7 @@ export function buildProgram(): Command {
   runsCommands(program);
   rejectsCommand(program);
   exportCommand(program);
+  evaluateCommand(program);
   profilesCommands(program);
   serveCommand(program);
   tokensCommands(program);

@@ -19,6 +19,11 @@ import { approveRun, rejectRun, reviewer } from '../runs/review.js';
 import { renderReport } from './report.js';
 import { failRunsOnSignal } from './interrupt.js';
 import { integer, runId } from './options.js';
+import { servingRunIds } from '../db/sql/serving.js';
+import { rollbackServing } from '../sink/rollback.js';
+import { listRollbacks } from '../db/sql/rollbacks.js';
+import { checkDate } from '../dates.js';
+import { checkName } from '../names.js';
 
 export function runsCommands(program: Command): void {
   const runs = program.command('runs').description('run history');
@@ -36,13 +41,18 @@ export function runsCommands(program: Command): void {
             `no job "${opts.job}": no file ${opts.job}.json in ${config.jobsDir} and no runs (see prescore jobs list)`,
           );
         }
-        if (opts.json) return printJson(list);
+        const serving = await servingRunIds(
+          db.pool,
+          list.map((r) => r.id),
+        );
+        if (opts.json) return printJson(list.map((r) => ({ ...r, serving: serving.has(r.id) })));
         printTable(
-          ['RUN', 'JOB', 'DATE', 'STATUS', 'MODEL', 'READ', 'WRITTEN', 'REJECTED', 'SECONDS', 'ROWS/S', 'ERROR'],
+          ['RUN', 'JOB', 'DATE', 'SERVING', 'STATUS', 'MODEL', 'READ', 'WRITTEN', 'REJECTED', 'SECONDS', 'ROWS/S', 'ERROR'],
           list.map((r) => [
             r.id,
             r.job,
             r.date,
+            serving.has(r.id) ? '*' : '',
             r.status,
             `${r.modelName} v${r.modelVersion}`,
             formatCount(r.rowsRead),
@@ -115,6 +125,62 @@ export function runsCommands(program: Command): void {
       await withContext(async ({ db, log }) => {
         const run = await cancelRun(db.pool, id, log);
         process.stdout.write(`run ${run.id} cancelled: ${run.job} ${run.date}\n`);
+      });
+    });
+  runs
+    .command('rollback')
+    .argument('<job>', 'job name')
+    .description(
+      'serve the previous kept run of a date again (or the run --to names), in one transaction; API readers switch within a second',
+    )
+    .option('--date <date>', "the date YYYY-MM-DD (default: the job's newest served date, or the date of the --to run)")
+    .option(
+      '--to <runId>',
+      'the kept, published run of the job to serve (default: the newest kept run older than the serving one)',
+      runId,
+    )
+    .option('--by <name>', 'who rolls back (default: the operating-system user)')
+    .option('--reason <text>', 'why')
+    .option('--json', 'print the recorded rollback {id, job, date, from, to, by, reason, at, activeRun}')
+    .action(async (job: string, opts: { date?: string; to?: string; by?: string; reason?: string; json?: boolean }) => {
+      checkName(job, 'job');
+      if (opts.date !== undefined) checkDate(opts.date, '--date');
+      await withContext(async ({ db }) => {
+        const r = await rollbackServing(db.pool, {
+          job,
+          date: opts.date,
+          to: opts.to,
+          by: reviewer(opts.by),
+          reason: opts.reason ?? null,
+        });
+        if (!r.changed) {
+          if (opts.json) return printJson(r);
+          return void process.stdout.write(`run ${r.to} already serves ${r.job} ${r.date}; nothing changed\n`);
+        }
+        if (opts.json) return printJson(r);
+        process.stdout.write(`${r.job} ${r.date}: run ${r.to} serves again instead of run ${r.from} (rolled back by ${r.by})\n`);
+        if (r.activeRun) {
+          process.stderr.write(
+            `warning: run ${r.activeRun} of ${r.job} ${r.date} is still in flight and will serve when it publishes; ` +
+              `cancel it with prescore runs cancel ${r.activeRun} if it has the same problem\n`,
+          );
+        }
+      });
+    });
+  runs
+    .command('rollbacks')
+    .description('the rollbacks recorded, newest first: job, date, from and to run, who, when, why')
+    .option('--job <job>', 'only this job')
+    .option('--limit <n>', 'how many (1 to 10000)', integer('--limit', 1, 10_000), 50)
+    .option('--json', 'machine-readable output')
+    .action(async (opts: { job?: string; limit: number; json?: boolean }) => {
+      await withContext(async ({ db }) => {
+        const list = await listRollbacks(db.pool, opts.job, opts.limit);
+        if (opts.json) return printJson(list);
+        printTable(
+          ['AT', 'JOB', 'DATE', 'FROM', 'TO', 'BY', 'REASON'],
+          list.map((r) => [r.at, r.job, r.date, r.from, r.to, r.by, r.reason]),
+        );
       });
     });
   runs

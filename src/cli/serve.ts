@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import type { AuthMode } from '../api/auth.js';
 import type { JobInfo } from '../api/dashboard.js';
+import { evaluationProvider } from '../outcomes/evaluate.js';
 import { buildApi } from '../api/server.js';
 import { resolveConfig } from '../config.js';
 import { openDatabase } from '../db/database.js';
@@ -88,6 +89,7 @@ export function serveCommand(program: Command): void {
           auth,
           lookupTimeoutMs: config.apiTimeoutMs,
           jobs: () => jobInfos(config.jobsDir),
+          evaluation: evaluationProvider(db.pool, config.jobsDir),
           score: { batchWindowMs: opts.scoreBatchMs },
         });
         try {

@@ -7,6 +7,8 @@ export const PG = {
   insufficientPrivilege: '42501',
   datatypeMismatch: '42804',
   cannotCoerce: '42846',
+  queryCanceled: '57014',
+  readOnlyTransaction: '25006',
 } as const;
 
 /** The SQLSTATE of a PostgreSQL error, if `err` is one. */

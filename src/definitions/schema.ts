@@ -131,6 +131,23 @@ export const jobSchema = z
         message: 'give exactly one of table or query',
         path: ['table'],
       }),
+    /** What really happened, for `prescore evaluate` (src/outcomes/): key, date and outcome columns of a table or query. */
+    outcomes: z
+      .object({
+        table: z.string().min(1).optional(),
+        query: z.string().min(1).optional(),
+        key: z.string().min(1),
+        date: z.string().min(1),
+        outcome: z.string().min(1),
+        /** Default: decided from the job's output mapping and model (src/outcomes/kind.ts). */
+        kind: z.enum(['classifier', 'regressor']).optional(),
+      })
+      .strict()
+      .refine((s) => (s.table === undefined) !== (s.query === undefined), {
+        message: 'give exactly one of table or query',
+        path: ['table'],
+      })
+      .optional(),
     output: z
       .object({ score: z.string().min(1), label: z.string().min(1), outputs: z.string().min(1) })
       .partial()

@@ -271,12 +271,16 @@ export async function endedRuns(db: Queryable, job: string, date: string): Promi
 
 /**
  * Runs of (job, date) no reader can reach any more: published or superseded ones beyond the
- * newest `keepRuns`, and failed or cancelled ones older than the run now serving.
+ * `keepRuns` kept, and failed or cancelled ones older than the run now serving. The kept are
+ * the serving run, then the newest runs never rolled back from: a run a rollback moved away
+ * from goes before the older run it was rolled back to.
  */
 export async function expiredRuns(db: Queryable, job: string, date: string, keepRuns: number): Promise<string[]> {
   const { rows } = await db.query<{ id: string }>(
     `SELECT id::text FROM (
-        SELECT id, row_number() OVER (ORDER BY id DESC) AS n
+        SELECT id, row_number() OVER (
+                 ORDER BY id = (SELECT run_id FROM prescore.serving WHERE job = $1 AND date = $2::date) DESC NULLS LAST,
+                          rolled_back_at IS NOT NULL, id DESC) AS n
           FROM prescore.runs WHERE job = $1 AND date = $2::date AND status IN ('published', 'superseded')) r
       WHERE n > $3
      UNION ALL
