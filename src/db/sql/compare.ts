@@ -68,7 +68,7 @@ async function figures(db: Queryable, runId: string, slot: number) {
      SELECT count(*) AS keys, count(c) FILTER (WHERE h IS NOT NULL) AS scored,
             avg(c) AS c_mean, stddev_samp(c) AS c_sd, avg(h) AS h_mean, stddev_samp(h) AS h_sd,
             corr(c, h) AS pearson, corr(rc, rh) AS spearman, avg(abs(c - h)) AS mad,
-            avg(CASE WHEN cl = hl THEN 1.0 ELSE 0.0 END)::float8 FILTER (WHERE cl IS NOT NULL AND hl IS NOT NULL) AS labels,
+            (avg(CASE WHEN cl = hl THEN 1.0 ELSE 0.0 END) FILTER (WHERE cl IS NOT NULL AND hl IS NOT NULL))::float8 AS labels,
             count(*) FILTER (WHERE tc <= k AND th <= k)::float8 / nullif(max(k), 0) AS top
        FROM r`,
     [slot, TOP_SHARE],
