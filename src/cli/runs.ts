@@ -13,6 +13,8 @@ import { summary } from './run.js';
 import { formatCount, printJson, printTable, withContext } from './context.js';
 import { loadReport } from '../db/sql/profiles.js';
 import { listRejects, rejectCounts } from '../db/sql/rejects.js';
+import { listRunModels } from '../db/sql/run-models.js';
+import { compareRun, type Comparison } from '../db/sql/compare.js';
 import type { DriftReport } from '../profile/drift.js';
 import type { Breach } from '../profile/gates.js';
 import { approveRun, rejectRun, reviewer } from '../runs/review.js';
@@ -75,11 +77,65 @@ export function runsCommands(program: Command): void {
         const run = await getRun(db.pool, id);
         if (!run) throw new InputError(`run ${id} does not exist: see prescore runs list`);
         const rejectsByReason = await rejectCounts(db.pool, id);
-        if (opts.json) return printJson({ ...run, rejectsByReason });
+        const models = (await listRunModels(db.pool, id)).map((m) => ({
+          ...m,
+          role: m.slot === 0 ? 'champion' : 'challenger',
+        }));
+        if (opts.json) return printJson({ ...run, rejectsByReason, models });
         for (const [k, v] of Object.entries(run)) process.stdout.write(`${k.padEnd(14)} ${v ?? '-'}\n`);
         for (const [reason, n] of Object.entries(rejectsByReason)) {
           process.stdout.write(`${'rejected'.padEnd(14)} ${formatCount(n)} × ${reason}\n`);
         }
+        // Runs planned before challengers existed have no run_models rows: their model is above.
+        if (models.length > 0) {
+          process.stdout.write('\n');
+          printTable(
+            ['SLOT', 'ROLE', 'REF', 'MODEL', 'WRITTEN', 'REJECTED'],
+            models.map((m) => [
+              String(m.slot),
+              m.role,
+              m.ref,
+              `${m.name} v${m.version}`,
+              formatCount(m.rowsWritten),
+              formatCount(m.rowsRejected),
+            ]),
+          );
+          const bad = run.rowsRejected - models[0]!.rowsRejected;
+          process.stdout.write(
+            `(REJECTED: rows that model alone could not score; ${formatCount(bad)} rows with bad features are rejected for every model)\n`,
+          );
+        }
+      });
+    });
+  runs
+    .command('compare')
+    .argument('<id>', 'run id', runId)
+    .description(
+      "each challenger of a run against its champion, on the run's rows: means, standard deviations, Pearson and Spearman correlation, mean absolute difference, label agreement, top-10% overlap, PSI",
+    )
+    .option('--json', 'machine-readable output')
+    .action(async (id: string, opts: { json?: boolean }) => {
+      await withContext(async ({ db }) => {
+        const run = await getRun(db.pool, id);
+        if (!run) throw new InputError(`run ${id} does not exist: see prescore runs list`);
+        const result = await compareRun(db.pool, id);
+        if (!result) {
+          throw new InputError(
+            `run ${id} (${run.job} ${run.date}, ${run.status}) has no stored predictions left to compare (dropped by retention, or the run was cancelled or rejected); compare a kept run (prescore runs list --job ${run.job})`,
+          );
+        }
+        if (opts.json) return printJson({ ...result, job: run.job, date: run.date, status: run.status });
+        if (result.comparisons.length === 0) {
+          process.stdout.write(
+            `run ${id} (${run.job} ${run.date}) scored no challengers, so there is nothing to compare: list up to 3 models in the job's "challengers" (e.g. "challengers": ["${run.modelName}@challenger"]) and run it again\n`,
+          );
+          return;
+        }
+        const c0 = result.champion;
+        process.stdout.write(
+          `run ${id}: ${run.job} ${run.date} (${run.status}), champion ${c0.ref} = ${c0.name} v${c0.version}${run.status === 'running' || run.status === 'finalizing' ? ' (still scoring: figures over the rows stored so far)' : ''}\n`,
+        );
+        for (const c of result.comparisons) process.stdout.write('\n' + renderComparison(c));
       });
     });
   runs
@@ -249,4 +305,29 @@ export function rejectsCommand(program: Command): void {
           process.stdout.write(`(${formatCount(rows.length)} of ${formatCount(run.rowsRejected)}; --limit for more)\n`);
       });
     });
+}
+
+function fixed(v: number | null, digits = 6): string {
+  return v === null ? '-' : v.toFixed(digits);
+}
+
+function share(v: number | null): string {
+  return v === null ? '-' : `${(v * 100).toFixed(2)}%`;
+}
+
+/** One challenger's figures as an aligned block. */
+function renderComparison(c: Comparison): string {
+  const lines = [
+    `challengers[${c.slot - 1}] ${c.ref} = ${c.model.name} v${c.model.version}: ${formatCount(c.keys)} keys scored by both`,
+    `  ${''.padEnd(18)}${'champion'.padStart(14)}${'challenger'.padStart(14)}`,
+    `  ${'mean'.padEnd(18)}${fixed(c.champion.mean).padStart(14)}${fixed(c.challenger.mean).padStart(14)}`,
+    `  ${'stddev'.padEnd(18)}${fixed(c.champion.stddev).padStart(14)}${fixed(c.challenger.stddev).padStart(14)}`,
+    `  ${'pearson'.padEnd(18)}${fixed(c.pearson)}`,
+    `  ${'spearman'.padEnd(18)}${fixed(c.spearman)}`,
+    `  ${'mean |diff|'.padEnd(18)}${fixed(c.meanAbsDiff)}`,
+    `  ${'label agreement'.padEnd(18)}${c.labelAgreement === null ? '- (the job stores no label)' : share(c.labelAgreement)}`,
+    `  ${'top 10% overlap'.padEnd(18)}${share(c.top10Overlap)}`,
+    `  ${'PSI'.padEnd(18)}${fixed(c.psi, 4)} (10 bins on the champion's deciles)`,
+  ];
+  return lines.join('\n') + '\n';
 }

@@ -37,6 +37,18 @@ export interface ResolvedJob {
   model: PinnedModel;
   input: { name: string; type: InputType; batch: number | null };
   mapping: OutputMapping;
+  /** The job's challengers, pinned at plan (absent in runs planned before challengers existed). */
+  challengers?: ResolvedChallenger[];
+}
+
+/** A challenger: slot 1..3 of prescore.run_models, scored on the champion's feature batches. */
+export interface ResolvedChallenger {
+  slot: number;
+  /** As the job file names it: "churn@challenger". */
+  ref: string;
+  model: PinnedModel;
+  input: { name: string; type: InputType; batch: number | null };
+  mapping: OutputMapping;
 }
 
 const NUMERIC_TYPES = new Set(['int2', 'int4', 'int8', 'float4', 'float8', 'numeric']);
@@ -131,34 +143,12 @@ export async function resolveJob(pool: Pool, job: JobFile, options: { checkData?
   let input: ResolvedJob['input'] | undefined;
   let mapping: OutputMapping = {};
   if (model) {
-    const sig = model.signature;
-    const where = `model ${model.name} v${model.version}`;
-    if (sig.inputs.length !== 1) {
-      problems.push(
-        `model: ${where} has ${sig.inputs.length} inputs (${sig.inputs.map((i) => i.name).join(', ')}); prescore feeds one [batch, features] tensor: export the model with a single input`,
-      );
-    } else {
-      const inp = sig.inputs[0]!;
-      if (!(NUMERIC_INPUT_TYPES as readonly string[]).includes(inp.type)) {
-        problems.push(`model: ${where} input "${inp.name}" is ${inp.type}; prescore feeds float32, float64 or int64`);
-      } else if (inp.shape.length !== 2) {
-        problems.push(
-          `model: ${where} input "${inp.name}" has shape [${inp.shape.map((d) => d ?? '?').join(', ')}]; prescore feeds [batch, features]`,
-        );
-      } else {
-        const width = inp.shape[1];
-        if (width !== null && width !== spec.source.features.length) {
-          problems.push(
-            `source.features: lists ${spec.source.features.length} columns but ${where} takes ${width} features per row: list exactly the model's inputs, in its order`,
-          );
-        }
-        input = { name: inp.name, type: inp.type as InputType, batch: inp.shape[0] ?? null };
-      }
-    }
-    const resolved = resolveOutputMapping(spec.output, sig);
-    problems.push(...resolved.problems);
-    mapping = resolved.mapping;
+    const fit = fitModel(model, spec, 'model');
+    problems.push(...fit.problems);
+    input = fit.input;
+    mapping = fit.mapping;
   }
+  const challengers = await resolveChallengers(pool, spec, model, input, problems);
 
   let table: QualifiedName | undefined;
   let columns: Map<string, Column> | null = null;
@@ -254,7 +244,107 @@ export async function resolveJob(pool: Pool, job: JobFile, options: { checkData?
     model,
     input,
     mapping,
+    challengers,
   };
+}
+
+/**
+ * How one model fits the job: its single [batch, features] input against the job's features,
+ * and the job's output mapping against its outputs. `field` names the job field that chose it
+ * (`model`, `challengers[1]`) in every problem.
+ */
+function fitModel(
+  model: PinnedModel,
+  spec: JobSpec,
+  field: string,
+): { input?: ResolvedJob['input']; mapping: OutputMapping; problems: string[] } {
+  const problems: string[] = [];
+  let input: ResolvedJob['input'] | undefined;
+  const sig = model.signature;
+  const where = `model ${model.name} v${model.version}`;
+  if (sig.inputs.length !== 1) {
+    problems.push(
+      `${field}: ${where} has ${sig.inputs.length} inputs (${sig.inputs.map((i) => i.name).join(', ')}); prescore feeds one [batch, features] tensor: export the model with a single input`,
+    );
+  } else {
+    const inp = sig.inputs[0]!;
+    if (!(NUMERIC_INPUT_TYPES as readonly string[]).includes(inp.type)) {
+      problems.push(`${field}: ${where} input "${inp.name}" is ${inp.type}; prescore feeds float32, float64 or int64`);
+    } else if (inp.shape.length !== 2) {
+      problems.push(
+        `${field}: ${where} input "${inp.name}" has shape [${inp.shape.map((d) => d ?? '?').join(', ')}]; prescore feeds [batch, features]`,
+      );
+    } else {
+      const width = inp.shape[1];
+      if (width !== null && width !== spec.source.features.length) {
+        problems.push(
+          field === 'model'
+            ? `source.features: lists ${spec.source.features.length} columns but ${where} takes ${width} features per row: list exactly the model's inputs, in its order`
+            : `${field}: ${where} takes ${width} features per row but source.features lists ${spec.source.features.length}: a challenger is fed the champion's features, so it must take the same ${spec.source.features.length}, in the same order`,
+        );
+      }
+      input = { name: inp.name, type: inp.type as InputType, batch: inp.shape[0] ?? null };
+    }
+  }
+  const resolved = resolveOutputMapping(spec.output, sig);
+  problems.push(
+    ...(field === 'model'
+      ? resolved.problems
+      : resolved.problems.map(
+          (p) =>
+            `${field}: ${where}: ${p} (a challenger's outputs are stored with the job's output mapping, like the champion's)`,
+        )),
+  );
+  return { input, mapping: resolved.mapping, problems };
+}
+
+/**
+ * The job's challengers, pinned like the champion: each must resolve, differ from the champion
+ * and from the others (also after resolving: "churn@challenger" may be "churn@7"), take the
+ * champion's features in the champion's input dtype (the chunk reads and decodes its rows once,
+ * for every model) and fit the job's output mapping.
+ */
+async function resolveChallengers(
+  pool: Pool,
+  spec: JobSpec,
+  champion: PinnedModel | undefined,
+  championInput: ResolvedJob['input'] | undefined,
+  problems: string[],
+): Promise<ResolvedChallenger[]> {
+  const out: ResolvedChallenger[] = [];
+  const seen = new Map<string, string>();
+  if (champion) seen.set(`${champion.name}@${champion.version}`, 'model');
+  for (const [i, ref] of (spec.challengers ?? []).entries()) {
+    const field = `challengers[${i}]`;
+    let model: PinnedModel;
+    try {
+      model = await resolveModel(pool, ref);
+    } catch (err) {
+      problems.push(`${field}: ${(err as Error).message}`);
+      continue;
+    }
+    const id = `${model.name}@${model.version}`;
+    const same = seen.get(id);
+    if (same !== undefined) {
+      problems.push(
+        `${field}: "${ref}" is ${model.name} v${model.version}, the same model as ${same === 'model' ? `the champion (model "${spec.model}")` : same}: a challenger must be another model or version; remove it`,
+      );
+      continue;
+    }
+    seen.set(id, field);
+    const fit = fitModel(model, spec, field);
+    problems.push(...fit.problems);
+    if (fit.input && championInput && fit.input.type !== championInput.type) {
+      problems.push(
+        `${field}: model ${model.name} v${model.version} takes ${fit.input.type} input but the champion takes ${championInput.type}: the chunk decodes its rows once, in the champion's dtype; export the challenger with a ${championInput.type} input (or score it as the champion of a job of its own)`,
+      );
+      continue;
+    }
+    if (fit.input && fit.problems.length === 0) {
+      out.push({ slot: i + 1, ref, model, input: fit.input, mapping: fit.mapping });
+    }
+  }
+  return out;
 }
 
 /** The job's `monitor.baseline` must exist and profile the job's features. */

@@ -81,6 +81,9 @@ const notify = z
   })
   .transform((v) => (typeof v === 'string' ? [v] : v));
 
+/** Challengers a job may list: slots 1..3 of prescore.run_models (migrations/007_challengers.sql). */
+export const MAX_CHALLENGERS = 3;
+
 /** Generous: a chunk of 50,000 rows takes seconds; one of a million rows of a big model, minutes. */
 export const DEFAULT_CHUNK_TIMEOUT_SECONDS = 900;
 
@@ -88,6 +91,31 @@ export const jobSchema = z
   .object({
     name,
     model: z.string().regex(MODEL_REF, 'must be name@alias or name@version, e.g. "churn@champion"'),
+    /**
+     * Up to MAX_CHALLENGERS more models scored in the same pass as `model`, on the same rows,
+     * with the same features and output mapping (see runs/chunk.ts); compared with
+     * `prescore runs compare`. Served answers stay the champion's.
+     */
+    challengers: z
+      .array(z.string().regex(MODEL_REF, 'must be name@alias or name@version, e.g. "churn@challenger" or "churn@7"'))
+      .superRefine((refs, ctx) => {
+        if (refs.length > MAX_CHALLENGERS) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `lists ${refs.length} models; at most ${MAX_CHALLENGERS} challengers are scored with the champion: keep the ${MAX_CHALLENGERS} you want to compare`,
+          });
+        }
+        refs.forEach((ref, i) => {
+          if (refs.indexOf(ref) < i) {
+            ctx.addIssue({
+              code: 'custom',
+              path: [i],
+              message: `"${ref}" is listed twice (also challengers[${refs.indexOf(ref)}]): list each challenger once`,
+            });
+          }
+        });
+      })
+      .optional(),
     description: z.string().optional(),
     schedule: z
       .object({
@@ -190,14 +218,27 @@ export const jobSchema = z
       .strict()
       .optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((spec, ctx) => {
+    spec.challengers?.forEach((ref, i) => {
+      if (ref === spec.model) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['challengers', i],
+          message: `"${ref}" is the champion (model): a challenger must be another model or version; remove it`,
+        });
+      }
+    });
+  });
 
 export type JobSpec = z.output<typeof jobSchema>;
 
 /** One line per problem: `field: message`. */
 export function describeIssues(error: z.ZodError): string[] {
   return error.issues.map((issue) => {
-    const field = issue.path.join('.') || '(file)';
+    // `challengers[1]`, `source.features[0]`: list items as check.ts names them.
+    const field =
+      issue.path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i > 0 ? '.' : ''}${String(p)}`)).join('') || '(file)';
     let message = issue.message;
     if (issue.code === 'unrecognized_keys') {
       message =

@@ -27,12 +27,22 @@ export class InferencePool {
     });
   }
 
+  /** Scores a batch; its feature buffer is transferred to the thread (unusable here afterwards). */
   run(task: Omit<InferTask, 'intraOpThreads'>): Promise<InferResult> {
+    return this.submit<InferResult>(task, 'default');
+  }
+
+  /** The same, with the thread's own time on the batch (ms), not counting its wait in the queue. */
+  runTimed(task: Omit<InferTask, 'intraOpThreads'>): Promise<{ result: InferResult; ms: number }> {
+    return this.submit<{ result: InferResult; ms: number }>(task, 'inferTimed');
+  }
+
+  private submit<T>(task: Omit<InferTask, 'intraOpThreads'>, name: string): Promise<T> {
     const full: InferTask = { ...task, intraOpThreads: this.intraOpThreads };
     const transfer = task.features.byteOffset === 0 && task.features.buffer instanceof ArrayBuffer ? [task.features.buffer] : [];
     const onBatch = this.onBatch;
     const started = onBatch ? performance.now() : 0;
-    const result = this.piscina.run(full, { transferList: transfer }) as Promise<InferResult>;
+    const result = this.piscina.run(full, { transferList: transfer, name }) as Promise<T>;
     if (!onBatch) return result;
     return result.then((r) => {
       onBatch(task.sha256, (performance.now() - started) / 1000);

@@ -18,6 +18,7 @@ interface RunContext {
   job: ResolvedJob;
   date: string;
   model: Uint8Array;
+  challengers: Uint8Array[];
 }
 
 export interface WorkerHandle {
@@ -54,13 +55,18 @@ export async function startWorker(
         const plan = await runPlan<ResolvedJob>(pool, runId);
         if (!plan) throw new InputError(`run ${runId} does not exist`);
         const job = plan.spec;
-        metrics?.model(job.model.sha256, job.model.name, job.model.version);
-        let model = models.get(job.model.sha256);
-        if (!model) {
-          model = loadModelBytes(pool, job.model.name, job.model.version).then(sharedBytes);
-          models.set(job.model.sha256, model);
-        }
-        return { job, date: plan.date, model: await model };
+        for (const m of [job.model, ...(job.challengers ?? []).map((c) => c.model)]) metrics?.model(m.sha256, m.name, m.version);
+        const bytes = (m: { name: string; version: number; sha256: string }): Promise<Uint8Array> => {
+          let b = models.get(m.sha256);
+          if (!b) {
+            b = loadModelBytes(pool, m.name, m.version).then(sharedBytes);
+            b.catch(() => models.delete(m.sha256));
+            models.set(m.sha256, b);
+          }
+          return b;
+        };
+        const challengers = await Promise.all((job.challengers ?? []).map((c) => bytes(c.model)));
+        return { job, date: plan.date, model: await bytes(job.model), challengers };
       })();
       ctx.catch(() => runs.delete(runId));
       runs.set(runId, ctx);
@@ -96,6 +102,7 @@ export async function startWorker(
           date: ctx.date,
           job: ctx.job,
           model: ctx.model,
+          challengers: ctx.challengers,
           chunkNo,
           ...bounds,
         });

@@ -9,9 +9,11 @@ import type { InferencePool } from '../inference/pool.js';
 import type { InferResult } from '../inference/protocol.js';
 import { mappedOutputs } from '../models/output.js';
 import { lockChunk, markChunkDone, recordChunkError } from '../db/sql/chunks.js';
-import { insertRejects } from '../db/sql/rejects.js';
+import { insertChallengerRejects, insertRejects } from '../db/sql/rejects.js';
+import { addRunModelCounts } from '../db/sql/run-models.js';
 import { encodeProfiles } from '../profile/codec.js';
 import { ChunkProfiler } from '../profile/profile.js';
+import { ChallengerWriter, type ChallengerReject } from '../sink/challengers.js';
 import { PredictionWriter } from '../sink/writer.js';
 import { featureValues, keyColumn } from '../source/arrow.js';
 import type { FeatureStats, Reject } from '../source/decode.js';
@@ -23,6 +25,8 @@ export interface ChunkTask {
   job: ResolvedJob;
   /** The model bytes (shared memory) for the inference threads. */
   model: Uint8Array;
+  /** The challengers' bytes, in the order of job.challengers. */
+  challengers?: Uint8Array[];
   chunkNo: number;
   lo: string | null;
   hi: string | null;
@@ -43,6 +47,8 @@ export interface ChunkResult {
   written: number;
   rejected: number;
   timings: StageTimings;
+  /** Inference time per model (ms in its thread), by slot: [champion, challenger 1, ...]. */
+  inferMs: number[];
 }
 
 export function describeRange(lo: string | null, hi: string | null): string {
@@ -54,6 +60,8 @@ export function describeRange(lo: string | null, hi: string | null): string {
  * COPY into the run's table, then the chunk's done-marker, all in ONE transaction. A chunk
  * already done (a retry after a crash, a duplicate delivery) is skipped, so each source row
  * is written exactly once. Batches are pipelined: batch k+1 is decoded while k is scored.
+ * Challengers: each batch, read and decoded once, goes to the champion and every challenger
+ * at once; their rows are loaded into the run's challenger table in the same transaction.
  */
 export async function executeChunk(
   pool: Pool,
@@ -67,6 +75,9 @@ export async function executeChunk(
   let sink: PredictionWriter | undefined;
   let broken: Error | undefined;
   const timings: StageTimings = { read: 0, inferWait: 0, write: 0, commit: 0 };
+  const challengers = job.challengers ?? [];
+  const inferMs = [0, ...challengers.map(() => 0)];
+  let extra: ChallengerWriter | undefined;
   const timeoutSeconds = job.spec.chunkTimeoutSeconds ?? DEFAULT_CHUNK_TIMEOUT_SECONDS;
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
@@ -82,13 +93,22 @@ export async function executeChunk(
     if (!lock) throw new InputError(`run ${task.runId} has no chunk ${task.chunkNo}`);
     if (lock.done || lock.runStatus !== 'running') {
       await writer.query('ROLLBACK');
-      return { status: lock.done ? 'skipped' : 'inactive', read: 0, written: 0, rejected: 0, timings };
+      return { status: lock.done ? 'skipped' : 'inactive', read: 0, written: 0, rejected: 0, timings, inferMs };
     }
     sink = new PredictionWriter(writer, task.runId, job.mapping);
     reader = await pool.connect();
     const stats: { value: FeatureStats[] | null } = { value: null };
     const rejects: Reject[] = [];
+    const challengerRejects: ChallengerReject[] = [];
+    extra =
+      challengers.length > 0
+        ? new ChallengerWriter(
+            task.runId,
+            challengers.map((c) => c.slot),
+          )
+        : undefined;
     let read = 0;
+    let featureRejects = 0;
     const outputs = mappedOutputs(job.mapping);
     // Drift profiles in the same pass: every scored row's features and stored outputs.
     const profiler =
@@ -99,43 +119,83 @@ export async function executeChunk(
             job.mapping,
           );
 
-    const score = (batch: RecordBatch): Promise<InferResult> | null =>
-      batch.numRows === 0
-        ? null
-        : inference.run({
-            sha256: job.model.sha256,
-            model: task.model,
-            inputName: job.input.name,
-            inputType: job.input.type,
-            fixedBatch: job.input.batch,
-            rows: batch.numRows,
-            width: job.features.length,
-            features: featureValues(batch),
-            outputs,
-          });
+    type Timed = Promise<{ result: InferResult; ms: number }>;
+    interface Pending {
+      champion: Timed;
+      challengers: Timed[];
+    }
+    const score = (batch: RecordBatch): Pending | null => {
+      if (batch.numRows === 0) return null;
+      const features = featureValues(batch);
+      const common = { rows: batch.numRows, width: job.features.length };
+      // Challengers get copies: the champion's task takes the batch's own buffer (transferred).
+      const others = challengers.map((c, i) =>
+        inference.runTimed({
+          ...common,
+          sha256: c.model.sha256,
+          model: task.challengers![i]!,
+          inputName: c.input.name,
+          inputType: c.input.type,
+          fixedBatch: c.input.batch,
+          features: features.slice(),
+          outputs: mappedOutputs(c.mapping),
+        }),
+      );
+      const champion = inference.runTimed({
+        ...common,
+        sha256: job.model.sha256,
+        model: task.model,
+        inputName: job.input.name,
+        inputType: job.input.type,
+        fixedBatch: job.input.batch,
+        features,
+        outputs,
+      });
+      for (const p of [champion, ...others]) p.catch(() => undefined); // awaited in write(); no unhandled rejection meanwhile
+      return { champion, challengers: others };
+    };
     const copyIn = sink;
-    const write = async (batch: RecordBatch, pending: Promise<InferResult> | null): Promise<void> => {
-      if (!pending) return;
-      let t = performance.now();
-      let result: InferResult;
+    const scored = async (batch: RecordBatch, pending: Timed, who: string): Promise<{ result: InferResult; ms: number }> => {
       try {
-        result = await pending;
+        return await pending;
       } catch (err) {
         // The same model on the same rows fails the same way: retrying cannot help.
         const first = keyColumn(batch);
         const key = Buffer.from(first.data.subarray(first.offsets[0], first.offsets[1])).toString('utf8');
-        throw new InputError(`the model failed on the batch starting at key ${key}: ${errorMessage(err).split('\n')[0]}`, {
+        throw new InputError(`${who} failed on the batch starting at key ${key}: ${errorMessage(err).split('\n')[0]}`, {
           cause: err,
         });
       }
+    };
+    const write = async (batch: RecordBatch, pending: Pending | null): Promise<void> => {
+      if (!pending) return;
+      let t = performance.now();
+      const champion = await scored(batch, pending.champion, 'the model');
+      const others: { result: InferResult; ms: number }[] = [];
+      for (const [i, c] of challengers.entries()) {
+        others.push(
+          await scored(
+            batch,
+            pending.challengers[i]!,
+            `challenger ${c.model.name} v${c.model.version} (challengers[${c.slot - 1}])`,
+          ),
+        );
+      }
       timings.inferWait += performance.now() - t;
       t = performance.now();
+      const result = champion.result;
+      inferMs[0]! += champion.ms;
       profiler?.addOutputs(result, batch.numRows);
-      rejects.push(...(await copyIn.write(keyColumn(batch), batch.numRows, result)));
+      const keys = keyColumn(batch);
+      rejects.push(...(await copyIn.write(keys, batch.numRows, result)));
+      for (const [i, c] of challengers.entries()) {
+        inferMs[i + 1]! += others[i]!.ms;
+        challengerRejects.push(...extra!.add(c.slot, c.mapping, keys, batch.numRows, others[i]!.result));
+      }
       timings.write += performance.now() - t;
     };
 
-    let previous: { batch: RecordBatch; pending: Promise<InferResult> | null } | null = null;
+    let previous: { batch: RecordBatch; pending: Pending | null } | null = null;
     try {
       const source = readChunk(reader, job, task.date, task.lo, task.hi, stats);
       for (;;) {
@@ -146,9 +206,9 @@ export async function executeChunk(
         const item = next.value;
         read += item.read;
         rejects.push(...item.rejects);
+        featureRejects += item.rejects.length;
         profiler?.addFeatures(featureValues(item.batch), item.batch.numRows);
         const pending = score(item.batch);
-        pending?.catch(() => undefined); // awaited in write(); avoid an unhandled rejection meanwhile
         if (previous) await write(previous.batch, previous.pending);
         previous = { batch: item.batch, pending };
         onRows(item.read);
@@ -161,12 +221,25 @@ export async function executeChunk(
     const commitStart = performance.now();
     await sink.finish();
     const written = sink.written;
+    const writeStart = performance.now();
+    await extra?.flush(writer);
+    timings.write += performance.now() - writeStart;
     await insertRejects(writer, task.runId, rejects);
+    await insertChallengerRejects(writer, task.runId, challengerRejects);
     const profile = profiler ? encodeProfiles(profiler.finish(stats.value)) : null;
     await markChunkDone(writer, task.runId, task.chunkNo, { read, written, rejected: rejects.length }, profile);
+    // Slot 0's own rejects are the champion's non-finite outputs: bad features count for every slot.
+    await addRunModelCounts(writer, task.runId, [
+      { slot: 0, written, rejected: rejects.length - featureRejects },
+      ...challengers.map((c) => ({
+        slot: c.slot,
+        written: extra!.written.get(c.slot) ?? 0,
+        rejected: challengerRejects.filter((r) => r.slot === c.slot).length,
+      })),
+    ]);
     await writer.query('COMMIT');
     timings.commit = performance.now() - commitStart;
-    return { status: 'done', read, written, rejected: rejects.length, timings };
+    return { status: 'done', read, written, rejected: rejects.length, timings, inferMs };
   };
   const running = work();
   try {
@@ -181,6 +254,7 @@ export async function executeChunk(
       await terminateBackends(pool, [writer, reader]);
     } else {
       await sink?.abort(broken);
+      await extra?.abort(broken);
       await writer.query('ROLLBACK').catch(() => undefined);
     }
     const range = describeRange(task.lo, task.hi);

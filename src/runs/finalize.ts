@@ -1,6 +1,14 @@
 import { withTransaction, type Pool } from '../db/pool.js';
 import { chunkTotals } from '../db/sql/chunks.js';
-import { analyzePartition, countPartition, duplicateKey, indexPartition, isDuplicateKey } from '../db/sql/partitions.js';
+import {
+  analyzePartition,
+  countChallengerPartition,
+  countPartition,
+  duplicateKey,
+  indexPartition,
+  isDuplicateKey,
+} from '../db/sql/partitions.js';
+import { listRunModels } from '../db/sql/run-models.js';
 import { sampleRejects } from '../db/sql/rejects.js';
 import { markFinalizing, markHeld, runForFinalize } from '../db/sql/runs.js';
 import type { Gates } from '../profile/gates.js';
@@ -69,6 +77,7 @@ export async function finalizeRun(pool: Pool, runId: string, log: Logger): Promi
   if (stored !== t.written) {
     throw new RunError(runId, `${where}: the run's table holds ${stored} rows but its chunks wrote ${t.written}`);
   }
+  await checkChallengerCounts(pool, runId, where, t);
   const gate = await gateRun(
     pool,
     {
@@ -113,4 +122,37 @@ export async function publish(
   log.info({ runId: p.runId, job: p.job, date: p.date, previous }, 'published');
   await dropExpired(pool, p.job, p.date, p.keepRuns, log);
   if (p.retainDays !== undefined) await dropOldDates(pool, p.job, p.retainDays, log);
+}
+
+/**
+ * Every model of the run accounts for every row: per slot, written + its own rejects + the
+ * rows no model could score (bad features) = read, and the challenger table holds exactly what
+ * each challenger's chunks wrote. Champion and challenger rows are published together, so a
+ * challenger that lost rows stops the publish of all.
+ */
+async function checkChallengerCounts(
+  pool: Pool,
+  runId: string,
+  where: string,
+  t: { read: number; written: number; rejected: number },
+): Promise<void> {
+  const models = await listRunModels(pool, runId);
+  if (models.length < 2) return;
+  const featureRejected = t.rejected - models[0]!.rowsRejected;
+  const stored = await countChallengerPartition(pool, runId);
+  for (const m of models) {
+    const what = m.slot === 0 ? `champion ${m.name} v${m.version}` : `challenger ${m.name} v${m.version} (slot ${m.slot})`;
+    if (m.rowsWritten + m.rowsRejected + featureRejected !== t.read) {
+      throw new RunError(
+        runId,
+        `${where}: rows do not add up for ${what}: read ${t.read} != written ${m.rowsWritten} + rejected ${m.rowsRejected} + bad rows ${featureRejected}`,
+      );
+    }
+    if (m.slot > 0 && (stored.get(m.slot) ?? 0) !== m.rowsWritten) {
+      throw new RunError(
+        runId,
+        `${where}: the challenger table holds ${stored.get(m.slot) ?? 0} rows of ${what} but its chunks wrote ${m.rowsWritten}`,
+      );
+    }
+  }
 }

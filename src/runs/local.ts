@@ -92,6 +92,9 @@ export async function executeLocally(
     if (!plan) throw new RunError(runId, `run ${runId} does not exist`);
     const { spec: job, date } = plan;
     const model = sharedBytes(await loadModelBytes(pool, job.model.name, job.model.version));
+    const challengers = await Promise.all(
+      (job.challengers ?? []).map(async (c) => sharedBytes(await loadModelBytes(pool, c.model.name, c.model.version))),
+    );
     const chunks = await listChunks(pool, runId);
     const before = await getRun(pool, runId);
     const progress: Progress = {
@@ -105,13 +108,15 @@ export async function executeLocally(
     const queue = chunks.filter((c) => !c.done);
     let failure: unknown;
     const stages: StageTimings = { read: 0, inferWait: 0, write: 0, commit: 0 };
+    // Per model of the run (slot 0 the champion), its threads' time: what each model costs.
+    const inferMs = [job.model, ...(job.challengers ?? []).map((c) => c.model)].map(() => 0);
     const chunksStart = performance.now();
     const attempts = new Map<number, number>();
     const lane = async () => {
       for (let c = queue.shift(); c && failure === undefined; c = queue.shift()) {
         let rows = 0;
         try {
-          const task = { runId, date, job, model, chunkNo: c.chunkNo, lo: c.lo, hi: c.hi };
+          const task = { runId, date, job, model, challengers, chunkNo: c.chunkNo, lo: c.lo, hi: c.hi };
           const r = await executeChunk(pool, inference, task, (n) => {
             rows += n;
             progress.rowsRead += n;
@@ -123,6 +128,7 @@ export async function executeLocally(
             continue;
           }
           for (const k of Object.keys(stages) as (keyof StageTimings)[]) stages[k] += r.timings[k];
+          r.inferMs.forEach((ms, i) => (inferMs[i] = (inferMs[i] ?? 0) + ms));
           progress.chunksDone++;
           options.onProgress?.(progress);
         } catch (err) {
@@ -152,6 +158,12 @@ export async function executeLocally(
         chunksMs: round(chunksMs),
         finalizeMs: round(performance.now() - finalizeStart),
         chunkStagesMs: Object.fromEntries(Object.entries(stages).map(([k, v]) => [k, round(v)])),
+        inferMsByModel: Object.fromEntries(
+          [job.model, ...(job.challengers ?? []).map((c) => c.model)].map((m, i) => [
+            `${m.name} v${m.version}`,
+            round(inferMs[i]!),
+          ]),
+        ),
       },
       'run timings',
     );

@@ -1,6 +1,7 @@
 import { withTransaction, type Pool } from '../db/pool.js';
 import { insertChunks } from '../db/sql/chunks.js';
 import { createPartition } from '../db/sql/partitions.js';
+import { insertRunModels } from '../db/sql/run-models.js';
 import { activeRunId, insertRun } from '../db/sql/runs.js';
 import { checkDate } from '../dates.js';
 import type { ResolvedJob } from '../definitions/check.js';
@@ -16,8 +17,9 @@ export interface PlannedRun {
 }
 
 /**
- * Plans a run of (job, date): pins the model version, creates the run row, its chunk rows
- * and its empty predictions table, all in one transaction. The partial unique index on runs
+ * Plans a run of (job, date): pins the model versions (champion and challengers, in the run's
+ * spec and in run_models: promoting an alias later changes the next run, never this one),
+ * creates the run row, its chunk rows and its empty predictions tables, all in one transaction. The partial unique index on runs
  * makes this the single point where a second trigger of the same (job, date) is refused
  * (ActiveRunError, naming the run to follow instead).
  */
@@ -41,7 +43,12 @@ export async function planRun(pool: Pool, job: ResolvedJob, date: string, trigge
     });
     if (runId === undefined) throw new ActiveRunError(job.name, date, (await activeRunId(client, job.name, date)) ?? '?');
     await insertChunks(client, runId, chunks);
-    await createPartition(client, runId);
+    const challengers = job.challengers ?? [];
+    await insertRunModels(client, runId, [
+      { slot: 0, ref: job.spec.model, ...job.model },
+      ...challengers.map((c) => ({ slot: c.slot, ref: c.ref, ...c.model })),
+    ]);
+    await createPartition(client, runId, challengers.length > 0);
     return { runId, job, date, rows, chunks };
   });
 }

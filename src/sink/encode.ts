@@ -10,6 +10,8 @@ export const COPY_TRAILER = TRAILER;
 
 /** The columns, in order, of the binary COPY into a run's predictions table. */
 export const PREDICTION_COLUMNS = '(run_id, key, score, label, outputs)';
+/** The same for its challenger predictions table: the slot (1..3) after the run id. */
+export const CHALLENGER_COLUMNS = '(run_id, slot, key, score, label, outputs)';
 
 function widthOf(t: OutputTensor, rows: number): number {
   return rows === 0 ? 1 : Math.max(1, t.data.length / rows);
@@ -39,7 +41,8 @@ function column(result: InferResult, ref: OutputRef | undefined, rows: number): 
 /**
  * Encodes one batch of predictions in PostgreSQL's binary COPY tuple format
  * (run_id int8, key text, score float8, label text, outputs float8[]), keys taken straight
- * from the record batch's UTF-8 bytes.
+ * from the record batch's UTF-8 bytes. With a `slot`, a challenger's rows:
+ * (run_id int8, slot int2, key, score, label, outputs), CHALLENGER_COLUMNS.
  */
 export function encodePredictions(
   runId: bigint,
@@ -48,6 +51,7 @@ export function encodePredictions(
   mapping: OutputMapping,
   result: InferResult,
   skip: Uint8Array | null = null,
+  slot: number | null = null,
 ): Buffer {
   const score = column(result, mapping.score, rows);
   const label = column(result, mapping.label, rows);
@@ -66,14 +70,18 @@ export function encodePredictions(
   }
   const keyBytes = keys.offsets[rows]! - keys.offsets[0]!;
   const outWidth = outputs ? outputs.width : 0;
-  const perRow = 2 + 12 + 4 + (score ? 12 : 4) + 4 + (outputs ? 4 + 20 + outWidth * 12 : 4);
+  const perRow = 2 + 12 + (slot === null ? 0 : 6) + 4 + (score ? 12 : 4) + 4 + (outputs ? 4 + 20 + outWidth * 12 : 4);
   const buf = Buffer.allocUnsafe(rows * perRow + keyBytes + labelBytes);
   let p = 0;
   for (let i = 0; i < rows; i++) {
     if (skip?.[i]) continue;
-    p = buf.writeInt16BE(5, p);
+    p = buf.writeInt16BE(slot === null ? 5 : 6, p);
     p = buf.writeInt32BE(8, p);
     p = buf.writeBigInt64BE(runId, p);
+    if (slot !== null) {
+      p = buf.writeInt32BE(2, p);
+      p = buf.writeInt16BE(slot, p);
+    }
     const k0 = keys.offsets[i]!;
     const k1 = keys.offsets[i + 1]!;
     p = buf.writeInt32BE(k1 - k0, p);

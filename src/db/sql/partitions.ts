@@ -15,13 +15,41 @@ export function partitionTable(runId: string | bigint): string {
   return `prescore.${partitionName(runId)}`;
 }
 
-/** Same columns as the parent, a CHECK that lets ATTACH skip its validation scan, no index yet. */
-export async function createPartition(db: Queryable, runId: string): Promise<void> {
+/**
+ * A run's challenger predictions, `prescore.challenger_predictions_r<id>`: the twin of its
+ * predictions table, created, indexed, attached and dropped with it (a run without challengers
+ * has none).
+ */
+export function challengerPartitionName(runId: string | bigint): string {
+  return `challenger_predictions_r${BigInt(runId)}`;
+}
+
+export function challengerPartitionTable(runId: string | bigint): string {
+  return `prescore.${challengerPartitionName(runId)}`;
+}
+
+/**
+ * Same columns as the parent, a CHECK that lets ATTACH skip its validation scan, no index yet.
+ * With challengers, their table too, in the same transaction.
+ */
+export async function createPartition(db: Queryable, runId: string, challengers = false): Promise<void> {
   const name = partitionName(runId);
   await db.query(
     `CREATE TABLE prescore.${name} (LIKE prescore.predictions INCLUDING DEFAULTS,
        CONSTRAINT ${name}_run CHECK (run_id = ${BigInt(runId)}))`,
   );
+  if (!challengers) return;
+  const twin = challengerPartitionName(runId);
+  await db.query(
+    `CREATE TABLE prescore.${twin} (LIKE prescore.challenger_predictions INCLUDING DEFAULTS,
+       CONSTRAINT ${twin}_run CHECK (run_id = ${BigInt(runId)}), CONSTRAINT ${twin}_slot CHECK (slot BETWEEN 1 AND 3))`,
+  );
+}
+
+/** True when the run has a challenger predictions table. */
+export async function hasChallengerPartition(db: Queryable, runId: string): Promise<boolean> {
+  const { rows } = await db.query<{ t: string | null }>('SELECT to_regclass($1) AS t', [challengerPartitionTable(runId)]);
+  return rows[0]!.t !== null;
 }
 
 export async function partitionExists(db: Queryable, runId: string): Promise<boolean> {
@@ -38,10 +66,24 @@ export async function indexPartition(db: Queryable, runId: string): Promise<void
   await db.query(`SELECT pg_advisory_xact_lock(hashtext('prescore.index:' || $1::text))`, [runId]);
   await db.query(`SET LOCAL maintenance_work_mem = '256MB'`);
   await db.query(`CREATE UNIQUE INDEX IF NOT EXISTS ${partitionName(runId)}_key ON ${partitionTable(runId)} (key)`);
+  if (await hasChallengerPartition(db, runId)) {
+    const twin = challengerPartitionName(runId);
+    await db.query(`CREATE UNIQUE INDEX IF NOT EXISTS ${twin}_key ON prescore.${twin} (key, slot)`);
+  }
 }
 
 export async function analyzePartition(db: Queryable, runId: string): Promise<void> {
   await db.query(`ANALYZE ${partitionTable(runId)}`);
+  if (await hasChallengerPartition(db, runId)) await db.query(`ANALYZE ${challengerPartitionTable(runId)}`);
+}
+
+/** Rows per challenger slot in the run's challenger table. */
+export async function countChallengerPartition(db: Queryable, runId: string): Promise<Map<number, number>> {
+  if (!(await hasChallengerPartition(db, runId))) return new Map();
+  const { rows } = await db.query<{ slot: number; n: string }>(
+    `SELECT slot, count(*) AS n FROM ${challengerPartitionTable(runId)} GROUP BY slot`,
+  );
+  return new Map(rows.map((r) => [r.slot, Number(r.n)]));
 }
 
 export async function countPartition(db: Queryable, runId: string): Promise<number> {
@@ -52,7 +94,7 @@ export async function countPartition(db: Queryable, runId: string): Promise<numb
 /** True when `err` is the unique index of the run's table refusing a key stored twice. */
 export function isDuplicateKey(err: unknown, runId: string): boolean {
   const e = err as { code?: string; table?: string } | null;
-  return e?.code === PG.uniqueViolation && e.table === partitionName(runId);
+  return e?.code === PG.uniqueViolation && (e.table === partitionName(runId) || e.table === challengerPartitionName(runId));
 }
 
 /** A key stored twice in the run's table (the unique index refused it), for the error message. */
@@ -63,13 +105,24 @@ export async function duplicateKey(db: Queryable, runId: string): Promise<string
   return rows[0]?.key;
 }
 
+/** Attaches the run's table, and its challenger table when it has one: call in the publish transaction. */
 export async function attachPartition(db: Queryable, runId: string): Promise<void> {
   await db.query(`ALTER TABLE prescore.predictions ATTACH PARTITION ${partitionTable(runId)} FOR VALUES IN (${BigInt(runId)})`);
+  if (await hasChallengerPartition(db, runId)) {
+    await db.query(
+      `ALTER TABLE prescore.challenger_predictions ATTACH PARTITION ${challengerPartitionTable(runId)} FOR VALUES IN (${BigInt(runId)})`,
+    );
+  }
 }
 
 /** The binary COPY a chunk writes its predictions with. */
 export function copyIntoPartition(runId: string, columns: string): string {
   return `COPY ${partitionTable(runId)} ${columns} FROM STDIN (FORMAT binary)`;
+}
+
+/** The binary COPY a chunk writes its challengers' predictions with. */
+export function copyIntoChallengerPartition(runId: string, columns: string): string {
+  return `COPY ${challengerPartitionTable(runId)} ${columns} FROM STDIN (FORMAT binary)`;
 }
 
 /**
@@ -78,17 +131,23 @@ export function copyIntoPartition(runId: string, columns: string): string {
  * (PostgreSQL 14+).
  */
 export async function dropPartition(db: Queryable, runId: string): Promise<void> {
-  const table = partitionTable(runId);
-  const attached = await db.query(`SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass($1)`, [table]);
-  if (attached.rowCount) {
-    await db.query(`ALTER TABLE prescore.predictions DETACH PARTITION ${table} CONCURRENTLY`).catch(async () => {
-      await db.query(`ALTER TABLE prescore.predictions DETACH PARTITION ${table}`);
-    });
+  for (const [parent, table] of [
+    ['prescore.challenger_predictions', challengerPartitionTable(runId)],
+    ['prescore.predictions', partitionTable(runId)],
+  ] as const) {
+    const attached = await db.query(`SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass($1)`, [table]);
+    if (attached.rowCount) {
+      await db.query(`ALTER TABLE ${parent} DETACH PARTITION ${table} CONCURRENTLY`).catch(async () => {
+        await db.query(`ALTER TABLE ${parent} DETACH PARTITION ${table}`);
+      });
+    }
+    await db.query(`DROP TABLE IF EXISTS ${table}`);
   }
-  await db.query(`DROP TABLE IF EXISTS ${table}`);
 }
 
-/** Drops an unattached run's table unless a chunk still writes it (then a later publish drops it). */
+/** Drops an unattached run's tables unless a chunk still writes them (then a later publish drops them). */
 export async function dropPartitionNow(db: Queryable, runId: string): Promise<void> {
-  await db.query(`SET lock_timeout = '2s'; DROP TABLE IF EXISTS ${partitionTable(runId)}; RESET lock_timeout`);
+  await db.query(
+    `SET lock_timeout = '2s'; DROP TABLE IF EXISTS ${challengerPartitionTable(runId)}, ${partitionTable(runId)}; RESET lock_timeout`,
+  );
 }

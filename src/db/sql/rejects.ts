@@ -2,9 +2,24 @@ import type { Queryable } from '../pool.js';
 
 /** `prescore.rejects`: one row per source row that was not scored, with its key and reason. */
 
-/** Reject rows of a run (dropped with its predictions). */
+/** Reject rows of a run, its challengers' too (dropped with its predictions). */
 export async function deleteRejects(db: Queryable, id: string): Promise<void> {
   await db.query('DELETE FROM prescore.rejects WHERE run_id = $1::bigint', [id]);
+  await db.query('DELETE FROM prescore.challenger_rejects WHERE run_id = $1::bigint', [id]);
+}
+
+/** Rows a challenger alone could not score (its output was NaN or infinite), by slot. */
+export async function insertChallengerRejects(
+  db: Queryable,
+  id: string,
+  rejects: { slot: number; key: string | null; reason: string }[],
+): Promise<void> {
+  if (rejects.length === 0) return;
+  await db.query(
+    `INSERT INTO prescore.challenger_rejects (run_id, slot, key, reason)
+     SELECT $1::bigint, s, k, r FROM unnest($2::smallint[], $3::text[], $4::text[]) AS x(s, k, r)`,
+    [id, rejects.map((r) => r.slot), rejects.map((r) => r.key), rejects.map((r) => r.reason)],
+  );
 }
 
 /** A few reject rows of a run, for error messages. */
