@@ -1,5 +1,6 @@
 import type { StoredPrediction } from './lookup.js';
 import type { Pointer } from './pointers.js';
+import type { VariantTag } from './variants.js';
 
 /**
  * Response bodies written as strings. A batch of 100 is 100 items that share job, asOf, runId
@@ -36,13 +37,36 @@ function nums(v: number[] | null): string {
   return s + ']';
 }
 
+/**
+ * Under a split or `?variant=` (src/api/variants.ts): the model of the variant that answered,
+ * then `variant` (and on a fallback `assigned` and `fallback`) before the score.
+ */
+const variantHeads = new WeakMap<Pointer, Map<string, string>>();
+
+function variantRun(pointer: Pointer, tag: VariantTag): string {
+  const id = tag.fallback === undefined ? `${tag.variant}\0${tag.model.name}\0${tag.model.version}` : undefined;
+  let cache = variantHeads.get(pointer);
+  const cached = id === undefined ? undefined : cache?.get(id);
+  if (cached !== undefined) return cached;
+  const text =
+    `,"asOf":${JSON.stringify(pointer.date)},"runId":${JSON.stringify(pointer.runId)},` +
+    `"model":${JSON.stringify({ name: tag.model.name, version: tag.model.version })},"variant":${JSON.stringify(tag.variant)}` +
+    (tag.fallback === undefined ? '' : `,"assigned":${JSON.stringify(tag.assigned)},"fallback":${JSON.stringify(tag.fallback)}`) +
+    ',"score":';
+  if (id !== undefined) {
+    if (!cache) variantHeads.set(pointer, (cache = new Map()));
+    cache.set(id, text);
+  }
+  return text;
+}
+
 /** One prediction, the GET body and each element of a POST's `predictions`. */
-export function predictionJson(pointer: Pointer, key: string, row: StoredPrediction): string {
+export function predictionJson(pointer: Pointer, key: string, row: StoredPrediction & { variant?: VariantTag }): string {
   const h = head(pointer);
   return (
     h.job +
     JSON.stringify(key) +
-    h.run +
+    (row.variant ? variantRun(pointer, row.variant) : h.run) +
     num(row.score) +
     ',"label":' +
     (row.label === null ? 'null' : JSON.stringify(row.label)) +

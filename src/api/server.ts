@@ -19,6 +19,8 @@ import { batchJson, predictionJson } from './serialize.js';
 import { ApiMetrics } from './metrics.js';
 import { ServingPointers, type Pointer } from './pointers.js';
 import { installScore, type ScoreOptions } from './score.js';
+import { JobSplits } from './job-splits.js';
+import { checkVariantParam, Variants, type Found } from './variants.js';
 import { CurrentModels } from '../score/current.js';
 import { TOKENS_CHANNEL } from './tokens.js';
 import {
@@ -70,6 +72,8 @@ export interface ApiOptions {
   evaluation?: EvaluationProvider;
   /** POST /v1/score: micro-batching, limits, inference threads, and how long a resolved model alias answers. */
   score?: ScoreOptions & { modelTtlMs?: number };
+  /** A/B serving: the jobs dir whose `serving.split`s answer (`prescore serve`: PRESCORE_JOBS_DIR); without it, no splits. */
+  variants?: { jobsDir: string; pollMs?: number };
 }
 
 export interface Api {
@@ -145,8 +149,25 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     frameworkErrors: frameworkErrors(limits),
   });
 
-  /** The predictions of `keys` from exactly one run: the pointer's, or its replacement's. */
-  async function answer(first: Pointer, keys: string[]): Promise<{ pointer: Pointer; rows: Map<string, StoredPrediction> }> {
+  const splits = options.variants && new JobSplits(options.variants.jobsDir, log, options.variants.pollMs);
+  const variants = new Variants(pool, log, splits, {
+    registry: metrics.registry,
+    timeoutMs: lookupTimeoutMs,
+    current: (p) => pointers.current(p.job, p.date),
+  });
+
+  /** The predictions of `keys` from exactly one run, each from the variant its split or `?variant=` selects. */
+  async function answer(first: Pointer, keys: string[], variant?: string): Promise<Found> {
+    const plan = variants.plan(first.job, variant);
+    const found = await championRows(first, keys);
+    return plan ? variants.apply(plan, found, keys, (p) => championRows(p, keys)) : found;
+  }
+
+  /** The champion's predictions of `keys` from exactly one run: the pointer's, or its replacement's. */
+  async function championRows(
+    first: Pointer,
+    keys: string[],
+  ): Promise<{ pointer: Pointer; rows: Map<string, StoredPrediction> }> {
     let pointer = first;
     try {
       for (let attempt = 0; ; attempt++) {
@@ -195,8 +216,9 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
   app.get<{ Params: { job: string; key: string }; Querystring: Record<string, unknown> }>(
     '/v1/predictions/:job/:key',
     async (request, reply) => {
-      const { job, key, asOf, latestBefore } = parsePredictionGet(request.params, request.query, limits);
-      const { pointer, rows } = await answer(pointerFor(job, asOf, latestBefore), [key]);
+      const { variant, ...query } = request.query;
+      const { job, key, asOf, latestBefore } = parsePredictionGet(request.params, query, limits);
+      const { pointer, rows } = await answer(pointerFor(job, asOf, latestBefore), [key], checkVariantParam(variant));
       const row = rows.get(key);
       if (!row) {
         metrics.misses(job, 1);
@@ -211,12 +233,13 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
 
   app.post<{ Params: { job: string }; Querystring: Record<string, unknown> }>('/v1/predictions/:job', async (request, reply) => {
     const { job } = request.params;
-    checkQuery(request.query, []);
+    checkQuery(request.query, ['variant']);
     checkJob(job);
+    const variant = checkVariantParam(request.query.variant);
     const { keys, asOf, latestBefore } = parseBatchBody(request.body, limits);
     const first = pointerFor(job, asOf, latestBefore);
     const work = async () => {
-      const { pointer, rows } = await answer(first, keys);
+      const { pointer, rows } = await answer(first, keys, variant);
       return batchJson(pointer, keys, rows);
     };
     const { body, hits } = keys.length <= POINT_KEYS ? await work() : await admission.run(keys.length, work);
@@ -267,6 +290,7 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
 
   // Last: nothing above holds a resource, so a failure here leaves nothing behind.
   await listener.start();
+  await splits?.start(); // never throws
   const refresh = setInterval(
     () => {
       pointers.reload().catch(() => undefined);
@@ -301,6 +325,7 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
         await lookup.close();
         await score.close();
         await listener.close();
+        await splits?.close();
         await Promise.all([pointers.idle(), tokens.idle()]);
       })()),
   };

@@ -90,6 +90,7 @@ export function serveCommand(program: Command): void {
           lookupTimeoutMs: config.apiTimeoutMs,
           jobs: () => jobInfos(config.jobsDir),
           evaluation: evaluationProvider(db.pool, config.jobsDir),
+          variants: { jobsDir: config.jobsDir },
           score: { batchWindowMs: opts.scoreBatchMs },
         });
         try {

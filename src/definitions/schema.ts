@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { checkDate } from '../dates.js';
 import { MAX_NAME_LENGTH, NAME_PATTERN, NAME_RULE } from '../names.js';
 import { GATES, type Gate, type GateName } from '../profile/gates.js';
+import { splitProblems, splitSchema } from '../serving/split.js';
 
 const name = z.string().max(MAX_NAME_LENGTH).regex(NAME_PATTERN, `must match ${NAME_RULE}`);
 const MODEL_REF = new RegExp(`^${NAME_PATTERN.source.slice(1, -1)}@${NAME_PATTERN.source.slice(1, -1)}$`);
@@ -204,6 +205,8 @@ export const jobSchema = z
       })
       .strict()
       .default({ baseline: 'previous', profile: true }),
+    /** How the read API answers the job. `split`: A/B serving by key bucket (src/serving/split.ts). */
+    serving: z.object({ split: splitSchema.optional() }).strict().optional(),
     /** Webhooks POSTed a JSON event when a run fails, is held or is published (src/notify/). */
     notify: notify.optional(),
     /** Thresholds checked before publish (see profile/gates.ts); absent: DEFAULT_GATES, warn only. */
@@ -229,6 +232,7 @@ export const jobSchema = z
         });
       }
     });
+    for (const [path, message] of splitProblems(spec)) ctx.addIssue({ code: 'custom', path, message });
   });
 
 export type JobSpec = z.output<typeof jobSchema>;
