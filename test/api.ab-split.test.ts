@@ -280,6 +280,11 @@ describe('A/B serving (serving.split)', () => {
       const bad = await request<{ error: string }>(b.base, `/v1/predictions/${JOB}/${key}?variant=shadow`);
       assert.equal(bad.status, 400);
       assert.equal(bad.body.error, `variant "shadow" is not a variant of job "${JOB}": the variants are champion, challenger, 1`);
+      for (const q of ['variant=', 'variant=champion&variant=challenger']) {
+        const r = await request<{ error: string }>(b.base, `/v1/predictions/${JOB}/${key}?${q}`);
+        assert.equal(r.status, 400, q);
+        assert.match(r.body.error, /^variant must be one variant name, e.g. variant=champion/, q);
+      }
       const post = await request<{ error: string }>(b.base, `/v1/predictions/${JOB}?variant=shadow`, { body: { keys: [key] } });
       assert.equal(post.status, 400);
       const forcedAll = await postAll(b.base, keys.slice(0, 1000), '?variant=challenger');

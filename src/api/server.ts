@@ -20,7 +20,7 @@ import { ApiMetrics } from './metrics.js';
 import { ServingPointers, type Pointer } from './pointers.js';
 import { installScore, type ScoreOptions } from './score.js';
 import { JobSplits } from './job-splits.js';
-import { checkVariantParam, Variants, type Found } from './variants.js';
+import { batchVariant, checkVariantParam, Variants, type Found } from './variants.js';
 import { CurrentModels } from '../score/current.js';
 import { TOKENS_CHANNEL } from './tokens.js';
 import {
@@ -233,9 +233,8 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
 
   app.post<{ Params: { job: string }; Querystring: Record<string, unknown> }>('/v1/predictions/:job', async (request, reply) => {
     const { job } = request.params;
-    checkQuery(request.query, ['variant']);
     checkJob(job);
-    const variant = checkVariantParam(request.query.variant);
+    const variant = batchVariant(request.query);
     const { keys, asOf, latestBefore } = parseBatchBody(request.body, limits);
     const first = pointerFor(job, asOf, latestBefore);
     const work = async () => {

@@ -272,6 +272,19 @@ export function checkVariantParam(value: unknown): string | undefined {
   return value;
 }
 
+/** The query of POST /v1/predictions/:job: `variant` only (what else it takes is in the body). */
+export function batchVariant(query: Record<string, unknown> | undefined): string | undefined {
+  for (const name of Object.keys(query ?? {})) {
+    if (name !== 'variant') {
+      throw new HttpError(
+        400,
+        `unknown query parameter "${name.slice(0, 40)}": the only one is variant; keys, asOf and fallback go in the JSON body`,
+      );
+    }
+  }
+  return checkVariantParam(query?.variant);
+}
+
 interface Waiter {
   resolve(rows: Map<string, StoredPrediction>): void;
   reject(err: unknown): void;
