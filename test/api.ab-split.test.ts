@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { bucketSql } from '../src/db/sql/variants.js';
-import { bucketOf, resolveSplit } from '../src/serving/split.js';
+import { bucketOf, jobVariants, resolveSplit } from '../src/serving/split.js';
 import { linearModel } from './fixtures/models.js';
 import { request, runJob } from './api-helpers.js';
 import {
@@ -162,6 +162,11 @@ describe('A/B serving (serving.split)', () => {
         ['challenger', 70, 89],
         ['1', 90, 99],
       ],
+    );
+    // Names: the part after @, unless it is "champion" or two challengers share it.
+    assert.deepEqual(
+      jobVariants({ model: 'a@champion', challengers: ['b@champion', 'c@1', 'd@1', 'e@x'] }).map((v) => v.name),
+      ['champion', 'b@champion', 'c@1', 'd@1', 'x'],
     );
     const counts = new Map<string, number>();
     const n = 100_000;
