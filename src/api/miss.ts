@@ -1,3 +1,4 @@
+import pg from 'pg';
 import type { Pool, PoolClient } from '../db/pool.js';
 import { rejectReasons } from '../db/sql/rejects.js';
 import { HttpError, LookupUnavailable, errorMessage } from '../errors.js';
@@ -80,6 +81,7 @@ export class Misses {
   private scheduled = false;
   private closed = false;
   private drained: (() => void) | undefined;
+  private sourcePool: Pool | undefined;
   private readonly maxKeys: number;
   private readonly maxInFlight: number;
   private readonly maxBatchKeys: number;
@@ -131,6 +133,25 @@ export class Misses {
       this.settle(b, new LookupUnavailable('the API is shutting down'));
     this.open.clear();
     if (this.inFlight > 0) await new Promise<void>((resolve) => (this.drained = resolve));
+    await this.sourcePool?.end();
+  }
+
+  /**
+   * The connections misses read the source on: a few of their own, every transaction on them
+   * READ ONLY by default (default_transaction_read_only), so a table source's COPY is one
+   * round trip rather than BEGIN, COPY, ROLLBACK (three, each costing a turn of both
+   * processes under load). A source query still gets its explicit READ ONLY transaction, which
+   * ROLLBACK ends: a set_config() in it cannot outlive it.
+   */
+  private source(): Pool {
+    if (!this.sourcePool) {
+      const base = this.deps.pool.options as pg.PoolConfig;
+      this.sourcePool = new pg.Pool({ ...base, max: this.maxInFlight, options: '-c default_transaction_read_only=on' });
+      this.sourcePool.on('error', (err) =>
+        this.deps.log.warn({ err: err.message }, 'postgres connection error (compute on miss)'),
+      );
+    }
+    return this.sourcePool;
   }
 
   private compute(run: PinnedRun, keys: string[]): Promise<Map<string, Outcome>> {
@@ -258,7 +279,7 @@ export class Misses {
    * exactly the one asked for answers it, as in the stored lookup.
    */
   private async read(run: PinnedRun, keys: string[], outcomes: Map<string, Outcome>) {
-    const { pool } = this.deps;
+    const pool = this.source();
     let client: PoolClient | undefined;
     let released = false;
     let timedOut = false;
@@ -273,12 +294,15 @@ export class Misses {
     try {
       client = await pool.connect();
       if (timedOut) throw new LookupUnavailable('no database connection in time');
-      await client.query('BEGIN TRANSACTION READ ONLY');
-      for (const [k, reason] of await rejectReasons(client, run.runId, keys)) outcomes.set(k, { rejected: reason });
+      const query = run.job.query !== null;
+      if (query) await client.query('BEGIN TRANSACTION READ ONLY');
+      if (run.rejected) {
+        for (const [k, reason] of await rejectReasons(client, run.runId, keys)) outcomes.set(k, { rejected: reason });
+      }
       const wanted = outcomes.size > 0 ? keys.filter((k) => !outcomes.has(k)) : keys;
       const rows = wanted.length > 0 ? await readKeys(client, run.job, run.date, wanted, run.checked) : undefined;
       run.checked = true;
-      await client.query('ROLLBACK');
+      if (query) await client.query('ROLLBACK');
       if (!rows) return { keys: [] as string[], features: new Float32Array(0) };
       const asked = new Set(wanted);
       for (const r of rows.rejects) if (r.key !== null && asked.has(r.key)) outcomes.set(r.key, { rejected: r.reason });

@@ -1,5 +1,5 @@
 import type { Pool } from '../db/pool.js';
-import { runPlan } from '../db/sql/runs.js';
+import { servedRunPlan } from '../db/sql/runs.js';
 import type { ResolvedJob } from '../definitions/check.js';
 import { sharedBytes } from '../inference/pool.js';
 import { loadModelBytes } from '../models/registry.js';
@@ -10,6 +10,8 @@ export interface PinnedRun {
   runId: string;
   date: string;
   job: ResolvedJob;
+  /** Whether the run rejected rows (else a missing key cannot be one of its rejects). */
+  rejected: boolean;
   /** What the job's `serving.onMiss` was when the run was planned. */
   onMiss: 'off' | 'compute';
   /** Loaded on first use (only jobs that compute on miss need the bytes). */
@@ -47,13 +49,14 @@ export class PinnedRuns {
   }
 
   private async load(runId: string): Promise<PinnedRun | undefined> {
-    const plan = await runPlan<ResolvedJob>(this.pool, runId);
+    const plan = await servedRunPlan<ResolvedJob>(this.pool, runId);
     if (!plan) return undefined;
     const job = plan.spec;
     let model: Promise<ScoringModel> | undefined;
     return {
       runId,
       date: plan.date,
+      rejected: plan.rejected,
       job,
       onMiss: job.spec.serving?.onMiss ?? 'off',
       checked: false,
