@@ -204,6 +204,11 @@ export const jobSchema = z
       })
       .strict()
       .default({ baseline: 'previous', profile: true }),
+    /** What the read API does for a key the served run lacks (src/api/miss.ts); off: 404. */
+    serving: z
+      .object({ onMiss: z.enum(['off', 'compute']).default('off') })
+      .strict()
+      .optional(),
     /** Webhooks POSTed a JSON event when a run fails, is held or is published (src/notify/). */
     notify: notify.optional(),
     /** Thresholds checked before publish (see profile/gates.ts); absent: DEFAULT_GATES, warn only. */
