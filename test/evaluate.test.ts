@@ -199,14 +199,14 @@ describe('evaluate: served predictions against outcomes', () => {
 
   test('challenger predictions of a served run are evaluated as their own model version', async () => {
     const run = runs.binD1!;
+    // The run scored only its champion (slot 0, pinned at plan); a challenger's rows are added by hand.
     await db.pool.query(
       `INSERT INTO prescore.run_models (run_id, slot, ref, model_name, model_version, model_sha256)
-       SELECT $1::bigint, 0, 'bin@champion', 'bin', 1, sha256 FROM prescore.models WHERE name = 'bin'
-       UNION ALL SELECT $1::bigint, 1, 'lin@1', 'lin', 1, sha256 FROM prescore.models WHERE name = 'lin'`,
+       SELECT $1::bigint, 1, 'lin@1', 'lin', 1, sha256 FROM prescore.models WHERE name = 'lin'`,
       [run],
     );
     await db.pool.query(
-      `CREATE TABLE prescore.challenger_predictions_r${run} PARTITION OF prescore.challenger_predictions FOR VALUES IN (${run})`,
+      `CREATE TABLE IF NOT EXISTS prescore.challenger_predictions_r${run} PARTITION OF prescore.challenger_predictions FOR VALUES IN (${run})`,
     );
     // A worse model: the champion's score, reversed for one key in three.
     await db.pool.query(

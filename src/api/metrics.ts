@@ -14,6 +14,8 @@ export class ApiMetrics {
   private readonly hitsTotal: Counter<'prescore_job'>;
   private readonly missesTotal: Counter<'prescore_job'>;
   private readonly batchKeys: Histogram;
+  private readonly computedTotal: Counter<'prescore_job'>;
+  private readonly missQueries: Histogram<'prescore_job'>;
   private readonly children = new Map<string, { count: Counter.Internal; seconds: Histogram.Internal<HttpLabels> }>();
 
   constructor(pointers: ServingPointers, state: { listening(): boolean }, options: { processMetrics?: boolean } = {}) {
@@ -39,7 +41,7 @@ export class ApiMetrics {
     });
     this.missesTotal = new Counter({
       name: 'prescore_prediction_misses_total',
-      help: 'keys asked for that the serving run does not have, by job',
+      help: 'keys asked for that the serving run does not have (and compute on miss did not answer), by job',
       labelNames: ['prescore_job'],
       registers,
     });
@@ -47,6 +49,19 @@ export class ApiMetrics {
       name: 'prescore_api_lookup_query_keys',
       help: 'distinct keys per lookup query: requests arriving together share one query',
       buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000],
+      registers,
+    });
+    this.computedTotal = new Counter({
+      name: 'prescore_prediction_computed_total',
+      help: 'keys the serving run does not have, answered by scoring their source row (serving.onMiss compute), by job',
+      labelNames: ['prescore_job'],
+      registers,
+    });
+    this.missQueries = new Histogram({
+      name: 'prescore_api_miss_query_keys',
+      help: 'distinct keys per source query of compute on miss: misses arriving together share one query and one inference call',
+      labelNames: ['prescore_job'],
+      buckets: [1, 2, 5, 10, 25, 50, 100, 250, 1000],
       registers,
     });
     new Gauge({
@@ -96,6 +111,14 @@ export class ApiMetrics {
 
   hits(job: string, n: number): void {
     if (n > 0) this.hitsTotal.inc({ prescore_job: job }, n);
+  }
+
+  computed(job: string, n: number): void {
+    if (n > 0) this.computedTotal.inc({ prescore_job: job }, n);
+  }
+
+  missQuery(job: string, keys: number): void {
+    this.missQueries.observe({ prescore_job: job }, keys);
   }
 
   misses(job: string, n: number): void {

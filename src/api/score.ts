@@ -35,6 +35,8 @@ export interface ScoreDeps {
 }
 
 export interface ScoreRoute {
+  /** The inference threads (started on first use), which compute on miss shares. */
+  inference(): InferencePool;
   /** Fails rows still waiting and stops the inference threads. Idempotent. */
   close(): Promise<void>;
 }
@@ -68,7 +70,8 @@ export function installScore(app: FastifyInstance, deps: ScoreDeps, options: Sco
   });
   let inference: InferencePool | undefined;
   const threads = options.inferenceThreads ?? 2;
-  const batcher = new ScoreBatcher(() => (inference ??= new InferencePool(threads)), {
+  const pool = () => (inference ??= new InferencePool(threads));
+  const batcher = new ScoreBatcher(pool, {
     windowMs: options.batchWindowMs ?? 1,
     maxRows: options.maxBatchRows ?? 4096,
     maxInFlight: threads,
@@ -102,6 +105,7 @@ export function installScore(app: FastifyInstance, deps: ScoreDeps, options: Sco
 
   let closing: Promise<void> | undefined;
   return {
+    inference: pool,
     close: () =>
       (closing ??= (async () => {
         batcher.close();

@@ -1,4 +1,4 @@
-import type { StoredPrediction } from './lookup.js';
+import type { Answered } from './miss.js';
 import type { Pointer } from './pointers.js';
 import type { VariantTag } from './variants.js';
 
@@ -61,7 +61,7 @@ function variantRun(pointer: Pointer, tag: VariantTag): string {
 }
 
 /** One prediction, the GET body and each element of a POST's `predictions`. */
-export function predictionJson(pointer: Pointer, key: string, row: StoredPrediction & { variant?: VariantTag }): string {
+export function predictionJson(pointer: Pointer, key: string, row: Answered & { variant?: VariantTag }): string {
   const h = head(pointer);
   return (
     h.job +
@@ -72,7 +72,8 @@ export function predictionJson(pointer: Pointer, key: string, row: StoredPredict
     (row.label === null ? 'null' : JSON.stringify(row.label)) +
     ',"outputs":' +
     nums(row.outputs) +
-    '}'
+    // Stored answers carry no `source` (their body is what it always was); computed ones say so.
+    (row.source === undefined ? '}' : `,"source":"${row.source}"}`)
   );
 }
 
@@ -80,18 +81,22 @@ export function predictionJson(pointer: Pointer, key: string, row: StoredPredict
 export function batchJson(
   pointer: Pointer,
   keys: readonly string[],
-  rows: Map<string, StoredPrediction>,
-): { body: string; hits: number } {
+  rows: Map<string, Answered>,
+  notComputed?: readonly string[],
+): { body: string; hits: number; computed: number } {
   let predictions = '';
   let missing = '';
   let hits = 0;
+  let computed = 0;
   for (const key of keys) {
     const row = rows.get(key);
     if (row) {
+      if (row.source !== undefined) computed++;
       predictions += (hits++ ? ',' : '') + predictionJson(pointer, key, row);
     } else {
       missing += (missing ? ',' : '') + JSON.stringify(key);
     }
   }
-  return { body: `{"predictions":[${predictions}],"missing":[${missing}]}`, hits };
+  const over = notComputed?.length ? `,"notComputed":${JSON.stringify(notComputed)}` : '';
+  return { body: `{"predictions":[${predictions}],"missing":[${missing}]${over}}`, hits, computed };
 }

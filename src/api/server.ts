@@ -14,13 +14,15 @@ import { Admission } from './admission.js';
 import { TokenCache, type AuthMode } from './auth.js';
 import { readiness } from './health.js';
 import { Listener } from './listener.js';
-import { Lookup, type StoredPrediction } from './lookup.js';
+import { Lookup } from './lookup.js';
+import { Misses, type Completed, type MissOptions } from './miss.js';
+import { PinnedRuns } from '../score/pinned.js';
 import { batchJson, predictionJson } from './serialize.js';
 import { ApiMetrics } from './metrics.js';
 import { ServingPointers, type Pointer } from './pointers.js';
 import { installScore, type ScoreOptions } from './score.js';
 import { JobSplits } from './job-splits.js';
-import { batchVariant, checkVariantParam, Variants, type Found } from './variants.js';
+import { batchVariant, checkVariantParam, Variants } from './variants.js';
 import { CurrentModels } from '../score/current.js';
 import { TOKENS_CHANNEL } from './tokens.js';
 import {
@@ -72,6 +74,8 @@ export interface ApiOptions {
   evaluation?: EvaluationProvider;
   /** POST /v1/score: micro-batching, limits, inference threads, and how long a resolved model alias answers. */
   score?: ScoreOptions & { modelTtlMs?: number };
+  /** Compute on miss (jobs with `serving.onMiss: "compute"`): keys per request, source queries at once. */
+  miss?: Pick<MissOptions, 'maxKeys' | 'maxInFlight' | 'maxBatchKeys' | 'maxQueuedKeys'>;
   /** A/B serving: the jobs dir whose `serving.split`s answer (`prescore serve`: PRESCORE_JOBS_DIR); without it, no splits. */
   variants?: { jobsDir: string; pollMs?: number };
 }
@@ -157,29 +161,27 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
   });
 
   /** The predictions of `keys` from exactly one run, each from the variant its split or `?variant=` selects. */
-  async function answer(first: Pointer, keys: string[], variant?: string): Promise<Found> {
+  async function answer(first: Pointer, keys: string[], variant?: string): Promise<Completed> {
     const plan = variants.plan(first.job, variant);
     const found = await championRows(first, keys);
     return plan ? variants.apply(plan, found, keys, (p) => championRows(p, keys)) : found;
   }
 
   /** The champion's predictions of `keys` from exactly one run: the pointer's, or its replacement's. */
-  async function championRows(
-    first: Pointer,
-    keys: string[],
-  ): Promise<{ pointer: Pointer; rows: Map<string, StoredPrediction> }> {
+  async function championRows(first: Pointer, keys: string[]): Promise<Completed> {
     let pointer = first;
     try {
       for (let attempt = 0; ; attempt++) {
         const rows = await lookup.find(pointer.runId, keys);
-        if (attempt === 2 || keys.every((k) => rows.has(k))) return { pointer, rows };
+        if (attempt === 2 || keys.every((k) => rows.has(k))) return await misses.complete(pointer, keys, rows);
         // Missing keys: genuine, unless a publish replaced (and may have dropped) this run after
         // the request resolved it. Then the whole request is answered again from the new run.
         const fresh = await pointers.current(pointer.job, pointer.date);
-        if (!fresh || fresh.runId === pointer.runId) return { pointer, rows };
+        if (!fresh || fresh.runId === pointer.runId) return await misses.complete(pointer, keys, rows);
         pointer = fresh;
       }
     } catch (err) {
+      if (err instanceof HttpError) throw err;
       // Nothing the client did: the database is down, hanging, restarting or refusing connections.
       if (err instanceof LookupUnavailable && err.overloaded) {
         throw new HttpError(503, 'too many lookups are waiting for the database; retry later');
@@ -207,6 +209,16 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     { model: (job) => models.get(job), registry: metrics.registry, log, keyProblem: (key) => keyProblem(key, limits) },
     options.score,
   );
+  const misses = new Misses(
+    {
+      pool,
+      runs: new PinnedRuns(pool),
+      inference: () => score.inference(),
+      log,
+      onQuery: (job, keys) => metrics.missQuery(job, keys),
+    },
+    { ...options.miss, timeoutMs: lookupTimeoutMs },
+  );
 
   app.addHook('onResponse', (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
     metrics.request(request.routeOptions.url ?? 'unmatched', request.method, reply.statusCode, reply.elapsedTime / 1000);
@@ -218,15 +230,20 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     async (request, reply) => {
       const { variant, ...query } = request.query;
       const { job, key, asOf, latestBefore } = parsePredictionGet(request.params, query, limits);
-      const { pointer, rows } = await answer(pointerFor(job, asOf, latestBefore), [key], checkVariantParam(variant));
+      const {
+        pointer,
+        rows,
+        rejected: reasons,
+      } = await answer(pointerFor(job, asOf, latestBefore), [key], checkVariantParam(variant));
       const row = rows.get(key);
       if (!row) {
         metrics.misses(job, 1);
-        // One indexed probe, misses only.
-        const rejected = await rejectReason(pool, pointer.runId, key).catch(() => undefined);
+        // One indexed probe, misses only (compute on miss has probed already).
+        const rejected = reasons ? reasons.get(key) : await rejectReason(pool, pointer.runId, key).catch(() => undefined);
         return sendMissingKey(reply, job, key, pointer.date, rejected);
       }
-      metrics.hits(job, 1);
+      if (row.source !== undefined) metrics.computed(job, 1);
+      else metrics.hits(job, 1);
       return reply.type(JSON_TYPE).send(predictionJson(pointer, key, row));
     },
   );
@@ -238,11 +255,12 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     const { keys, asOf, latestBefore } = parseBatchBody(request.body, limits);
     const first = pointerFor(job, asOf, latestBefore);
     const work = async () => {
-      const { pointer, rows } = await answer(first, keys, variant);
-      return batchJson(pointer, keys, rows);
+      const { pointer, rows, notComputed } = await answer(first, keys, variant);
+      return batchJson(pointer, keys, rows, notComputed);
     };
-    const { body, hits } = keys.length <= POINT_KEYS ? await work() : await admission.run(keys.length, work);
-    metrics.hits(job, hits);
+    const { body, hits, computed } = keys.length <= POINT_KEYS ? await work() : await admission.run(keys.length, work);
+    metrics.hits(job, hits - computed);
+    metrics.computed(job, computed);
     metrics.misses(job, keys.length - hits);
     return reply.type(JSON_TYPE).send(body);
   });
@@ -322,6 +340,7 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
         await Promise.all([app.close(), ops.close()]);
         // Handlers of clients that hung up may still be running: they end before the pool does.
         await lookup.close();
+        await misses.close();
         await score.close();
         await listener.close();
         await splits?.close();

@@ -6,6 +6,7 @@ import type { Logger } from '../log.js';
 import { bucketOf, findVariant, jobVariants, type Variant } from '../serving/split.js';
 import type { JobSplits, JobServing } from './job-splits.js';
 import type { StoredPrediction } from './lookup.js';
+import type { Answered } from './miss.js';
 import type { Pointer } from './pointers.js';
 
 /** How an answer names the model that gave it, under a split or `?variant=`. */
@@ -19,9 +20,9 @@ export interface VariantTag {
   fallback?: string;
 }
 
-export type ServedPrediction = StoredPrediction & { variant?: VariantTag };
+export type ServedPrediction = Answered & { variant?: VariantTag };
 
-/** The champion's rows of keys from one run, as the API's answer() finds them. */
+/** The champion's rows of keys from one run (stored, or computed on a miss), as the API's answer() finds them. */
 export interface Found {
   pointer: Pointer;
   rows: Map<string, ServedPrediction>;
@@ -100,7 +101,12 @@ export class Variants {
    * replaced meanwhile (and maybe dropped), everything is answered again from the new run
    * (`again`), so one answer never mixes runs.
    */
-  async apply(plan: VariantPlan, first: Found, keys: readonly string[], again: (p: Pointer) => Promise<Found>): Promise<Found> {
+  async apply<F extends Found>(
+    plan: VariantPlan,
+    first: F,
+    keys: readonly string[],
+    again: (p: Pointer) => Promise<F>,
+  ): Promise<F> {
     let found = first;
     for (let attempt = 0; ; attempt++) {
       const result = await this.assign(plan, found, keys);
@@ -111,7 +117,7 @@ export class Variants {
     }
   }
 
-  private count(job: string, found: Found): Found {
+  private count<F extends Found>(job: string, found: F): F {
     for (const row of found.rows.values()) {
       const tag = row.variant!;
       const assigned = tag.assigned ?? tag.variant;
@@ -126,7 +132,11 @@ export class Variants {
     return found;
   }
 
-  private async assign(plan: VariantPlan, found: Found, keys: readonly string[]): Promise<{ found: Found; complete: boolean }> {
+  private async assign<F extends Found>(
+    plan: VariantPlan,
+    found: F,
+    keys: readonly string[],
+  ): Promise<{ found: F; complete: boolean }> {
     const { pointer, rows } = found;
     const champion: VariantTag = { variant: 'champion', model: pointer.model };
     const out = new Map<string, ServedPrediction>();
@@ -174,14 +184,14 @@ export class Variants {
           const reason = reasons.get(key);
           if (reason !== undefined) fallback(key, variant, `${who} rejected this key: ${reason}`);
           else {
-            // Neither stored nor rejected, yet the champion has it: the run is being dropped.
-            if (rows.has(key)) complete = false;
+            // Neither stored nor rejected, yet the champion stored it: the run is being dropped.
+            if (rows.get(key)?.source === undefined && rows.has(key)) complete = false;
             fallback(key, variant, `${who} has no prediction for this key`);
           }
         }
       }),
     );
-    return { found: { pointer, rows: out }, complete };
+    return { found: { ...found, rows: out }, complete };
   }
 
   private slotsOf(runId: string): Promise<RunSlot[]> {

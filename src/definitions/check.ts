@@ -70,6 +70,8 @@ interface Column {
   name: string;
   typname: string;
   formatted: string;
+  /** False for a query's output column that no table column feeds straight (an expression). */
+  fromTable?: boolean;
 }
 
 async function readColumns(pool: Pool, table: QualifiedName): Promise<Map<string, Column> | null> {
@@ -104,7 +106,7 @@ async function describeQuery(pool: Pool, query: string): Promise<Map<string, Col
     return new Map(
       res.fields.map((f, i) => {
         const t = byIndex.get(i + 1)!;
-        return [f.name, { name: f.name, typname: t.typname, formatted: t.formatted }];
+        return [f.name, { name: f.name, typname: t.typname, formatted: t.formatted, fromTable: f.tableID !== 0 }];
       }),
     );
   });
@@ -227,6 +229,7 @@ export async function resolveJob(pool: Pool, job: JobFile, options: { checkData?
     }
   }
 
+  if (columns && query !== null) problems.push(...missPathProblems(spec, columns));
   problems.push(...(await baselineProblems(pool, spec)));
 
   if (problems.length > 0 || !model || !input || (!table && query === null) || !keyCol || !partKind) {
@@ -345,6 +348,27 @@ async function resolveChallengers(
     }
   }
   return out;
+}
+
+/**
+ * `serving.onMiss: "compute"` reads one key of one date of the source per miss, as
+ * `SELECT ... FROM (<query>) s WHERE s.<key> = ANY(...) AND <date filter>`. PostgreSQL pushes
+ * those filters down to a table only when the query's key and partition columns ARE table
+ * columns; a computed one (`id::text AS id`, `row_number() OVER () AS id`) leaves no path but
+ * evaluating the whole query for every miss, so it is refused. (A table or view source always
+ * has the path.)
+ */
+function missPathProblems(spec: JobFile['spec'], columns: Map<string, Column>): string[] {
+  if ((spec.serving?.onMiss ?? 'off') === 'off') return [];
+  const computed = [spec.source.key, spec.source.partition].filter((c) => columns.get(c)?.fromTable === false);
+  if (computed.length === 0) return [];
+  return [
+    `serving.onMiss: "${spec.serving!.onMiss}" needs a key filter path, but the source query computes ${computed
+      .map((c) => `column "${c}"`)
+      .join(
+        ' and ',
+      )} (not a table column), so every miss would evaluate the whole query: select the key and partition straight from a table column, put the query in a view and name it in source.table, or set serving.onMiss to "off"`,
+  ];
 }
 
 /** The job's `monitor.baseline` must exist and profile the job's features. */

@@ -205,8 +205,14 @@ export const jobSchema = z
       })
       .strict()
       .default({ baseline: 'previous', profile: true }),
-    /** How the read API answers the job. `split`: A/B serving by key bucket (src/serving/split.ts). */
-    serving: z.object({ split: splitSchema.optional() }).strict().optional(),
+    /**
+     * How the read API answers the job. `onMiss`: what it does for a key the served run lacks
+     * (src/api/miss.ts; off: 404). `split`: A/B serving by key bucket (src/serving/split.ts).
+     */
+    serving: z
+      .object({ onMiss: z.enum(['off', 'compute']).default('off'), split: splitSchema.optional() })
+      .strict()
+      .optional(),
     /** Webhooks POSTed a JSON event when a run fails, is held or is published (src/notify/). */
     notify: notify.optional(),
     /** Thresholds checked before publish (see profile/gates.ts); absent: DEFAULT_GATES, warn only. */

@@ -30,10 +30,24 @@ export function rangeFilter(job: ResolvedJob, lo: string | null, hi: string | nu
   return parts.length ? parts.join(' AND ') : 'true';
 }
 
-/** The SELECT a chunk reads: key as text, then each feature in its wire type. */
+/** What a chunk reads of each row: key as text, then each feature in its wire type. */
+function selectList(job: ResolvedJob): string {
+  return [`${quoteIdent(job.key.name)}::text`, ...job.features.map((f) => `${quoteIdent(f.name)}::${f.wire}`)].join(', ');
+}
+
+/** The SELECT a chunk reads. */
 export function chunkSelectSql(job: ResolvedJob, date: string, lo: string | null, hi: string | null): string {
-  const cols = [`${quoteIdent(job.key.name)}::text`, ...job.features.map((f) => `${quoteIdent(f.name)}::${f.wire}`)];
-  return `SELECT ${cols.join(', ')} FROM ${fromClause(job)} WHERE ${dateFilter(job, date)} AND ${rangeFilter(job, lo, hi)}`;
+  return `SELECT ${selectList(job)} FROM ${fromClause(job)} WHERE ${dateFilter(job, date)} AND ${rangeFilter(job, lo, hi)}`;
+}
+
+/**
+ * The SELECT of a few keys of one date, as a chunk reads them (the read API's compute on
+ * miss). The keys are escaped literals, cast to the key's type: COPY takes no parameters.
+ */
+export function keysSelectSql(job: ResolvedJob, date: string, keys: readonly string[]): string {
+  const list = keys.map((k) => escapeLiteral(k)).join(', ');
+  const filter = `${quoteIdent(job.key.name)} = ANY (ARRAY[${list}]::${job.key.pgType}[])`;
+  return `SELECT ${selectList(job)} FROM ${fromClause(job)} WHERE ${dateFilter(job, date)} AND ${filter}`;
 }
 
 /** The binary COPY of a chunk's SELECT (COPY takes the simple protocol: check the SELECT first). */

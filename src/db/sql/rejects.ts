@@ -80,3 +80,13 @@ export function bundleRejectsQuery(runId: string): string {
   return `SELECT DISTINCT ON (key COLLATE "C") key, reason FROM prescore.rejects
            WHERE run_id = ${runId} AND key IS NOT NULL ORDER BY key COLLATE "C", reason`;
 }
+
+/** Why each of `keys` was rejected by a run, for the keys it rejected (one indexed probe per key). */
+export async function rejectReasons(db: Queryable, runId: string, keys: readonly string[]): Promise<Map<string, string>> {
+  const { rows } = await db.query<{ key: string; reason: string }>({
+    name: 'prescore_api_reject_reasons',
+    text: 'SELECT DISTINCT ON (key) key, reason FROM prescore.rejects WHERE run_id = $1::bigint AND key = ANY ($2::text[]) ORDER BY key, reason',
+    values: [runId, keys],
+  });
+  return new Map(rows.map((r) => [r.key, r.reason]));
+}

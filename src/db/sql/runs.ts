@@ -315,3 +315,15 @@ export async function newestJobRun<Spec>(db: Queryable, job: string): Promise<{ 
   );
   return rows[0];
 }
+
+/** A published run as the read API computes its misses: the plan, its date, and whether it rejected any row. */
+export async function servedRunPlan<Spec>(
+  db: Queryable,
+  id: string,
+): Promise<{ spec: Spec; date: string; rejected: boolean } | undefined> {
+  const { rows } = await db.query<{ spec: Spec; date: string; rejected: boolean }>(
+    'SELECT spec, date::text, coalesce(rows_rejected, 1) > 0 AS rejected FROM prescore.runs WHERE id = $1::bigint',
+    [id],
+  );
+  return rows[0];
+}

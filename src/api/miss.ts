@@ -1,0 +1,340 @@
+import pg from 'pg';
+import type { Pool, PoolClient } from '../db/pool.js';
+import { rejectReasons } from '../db/sql/rejects.js';
+import { HttpError, LookupUnavailable, errorMessage } from '../errors.js';
+import type { InferencePool } from '../inference/pool.js';
+import type { Logger } from '../log.js';
+import { mapRows, outputsOf } from '../score/model.js';
+import type { PinnedRun, PinnedRuns } from '../score/pinned.js';
+import { keyFits, readKeys, type KeyRows } from '../source/keys.js';
+import type { StoredPrediction } from './lookup.js';
+import type { Pointer } from './pointers.js';
+
+/** An answer's prediction: stored by the run, or (`source`) computed on a miss. */
+export interface Answered extends StoredPrediction {
+  source?: 'computed';
+}
+
+/** What a request gets: the rows of one run, with what could be computed of the missing keys. */
+export interface Completed {
+  pointer: Pointer;
+  rows: Map<string, Answered>;
+  /** When the job computes on miss: why each missing key has no answer (absent: not in the source either). */
+  rejected?: Map<string, string>;
+  /** Missing keys beyond the per-request limit, left missing. */
+  notComputed?: string[];
+}
+
+export interface MissOptions {
+  /** Missing keys one request may have computed (default 100); the rest stay missing. */
+  maxKeys?: number;
+  /** A computation not done within this long fails the request with 503 (the API's lookup timeout). */
+  timeoutMs: number;
+  /** Source queries in flight at once (default 2); misses arriving meanwhile wait and share the next one. */
+  maxInFlight?: number;
+  /** How long the first miss of a query waits for others to share it (ms, default 1; 0: one turn of the event loop). */
+  windowMs?: number;
+  /** Keys in one source query at most (default 1000). */
+  maxBatchKeys?: number;
+  /** Keys waiting for a source query at most; beyond it, 503 at once (default 20,000). */
+  maxQueuedKeys?: number;
+}
+
+export interface MissDeps {
+  pool: Pool;
+  runs: PinnedRuns;
+  inference(): InferencePool;
+  log: Logger;
+  /** Told of each source query: the job and its distinct keys. */
+  onQuery?(job: string, keys: number): void;
+}
+
+/** A key's fate in the source: a prediction as a run would store it, or the reason a run would reject it. */
+type Outcome = { row: Answered } | { rejected: string };
+
+interface Waiter {
+  resolve(outcomes: Map<string, Outcome>): void;
+  reject(err: unknown): void;
+}
+
+interface Batch {
+  run: PinnedRun;
+  keys: Set<string>;
+  waiters: Waiter[];
+}
+
+const INFLIGHT_DEFAULT = 2;
+
+/**
+ * Compute on miss (`serving.onMiss: "compute"`): the keys a served run lacks are read from the
+ * job's source for the run's date and scored with the run's pinned model version and output
+ * mapping, stored nowhere. The misses of one run that arrive together (one turn of the event
+ * loop, or while the source queries are busy) share ONE source query (binary COPY through the
+ * chunk reader's decoder, in a read-only transaction) and ONE inference call, on the inference
+ * threads of POST /v1/score.
+ */
+export class Misses {
+  private readonly open = new Map<string, Batch>();
+  private readonly full: Batch[] = [];
+  private inFlight = 0;
+  private queuedKeys = 0;
+  private scheduled = false;
+  private closed = false;
+  private drained: (() => void) | undefined;
+  private sourcePool: Pool | undefined;
+  private readonly maxKeys: number;
+  private readonly maxInFlight: number;
+  private readonly maxBatchKeys: number;
+  private readonly maxQueuedKeys: number;
+  private readonly windowMs: number;
+
+  constructor(
+    private readonly deps: MissDeps,
+    private readonly options: MissOptions,
+  ) {
+    this.maxKeys = options.maxKeys ?? 100;
+    this.maxInFlight = options.maxInFlight ?? INFLIGHT_DEFAULT;
+    this.maxBatchKeys = options.maxBatchKeys ?? 1000;
+    this.maxQueuedKeys = options.maxQueuedKeys ?? 20_000;
+    this.windowMs = options.windowMs ?? 1;
+  }
+
+  /**
+   * `rows` (the stored lookup's answer for `keys` in the pointer's run) completed with computed
+   * predictions of the missing keys, when the run's job computes on miss; as it is otherwise.
+   */
+  async complete(pointer: Pointer, keys: readonly string[], rows: Map<string, StoredPrediction>): Promise<Completed> {
+    let missing: Set<string> | undefined;
+    for (const k of keys) if (!rows.has(k)) (missing ??= new Set()).add(k);
+    if (!missing) return { pointer, rows };
+    const run = await this.deps.runs.get(pointer.runId);
+    if (!run || run.onMiss !== 'compute') return { pointer, rows };
+    const all = [...missing];
+    const take = all.slice(0, this.maxKeys);
+    const notComputed = all.length > take.length ? all.slice(take.length) : undefined;
+    const fit = take.filter((k) => keyFits(run.job.key.pgType, k));
+    const outcomes = fit.length > 0 ? await this.compute(run, fit) : new Map<string, Outcome>();
+    // The lookup's map is shared by the requests of its query: answers go into a copy.
+    const out = new Map<string, Answered>(rows);
+    const rejected = new Map<string, string>();
+    for (const k of fit) {
+      const o = outcomes.get(k);
+      if (!o) continue;
+      if ('row' in o) out.set(k, o.row);
+      else rejected.set(k, o.rejected);
+    }
+    return { pointer, rows: out, rejected, notComputed };
+  }
+
+  /** Refuses new misses, fails those waiting, resolves once the computations in flight are done. Idempotent. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const b of [...this.full.splice(0), ...this.open.values()])
+      this.settle(b, new LookupUnavailable('the API is shutting down'));
+    this.open.clear();
+    if (this.inFlight > 0) await new Promise<void>((resolve) => (this.drained = resolve));
+    await this.sourcePool?.end();
+  }
+
+  /**
+   * The connections misses read the source on: a few of their own, every transaction on them
+   * READ ONLY by default (default_transaction_read_only), so a table source's COPY is one
+   * round trip rather than BEGIN, COPY, ROLLBACK (three, each costing a turn of both
+   * processes under load). A source query still gets its explicit READ ONLY transaction, which
+   * ROLLBACK ends: a set_config() in it cannot outlive it.
+   */
+  private source(): Pool {
+    if (!this.sourcePool) {
+      const base = this.deps.pool.options as pg.PoolConfig;
+      this.sourcePool = new pg.Pool({ ...base, max: this.maxInFlight, options: '-c default_transaction_read_only=on' });
+      this.sourcePool.on('error', (err) =>
+        this.deps.log.warn({ err: err.message }, 'postgres connection error (compute on miss)'),
+      );
+    }
+    return this.sourcePool;
+  }
+
+  private compute(run: PinnedRun, keys: string[]): Promise<Map<string, Outcome>> {
+    if (this.closed) return Promise.reject(new LookupUnavailable('the API is shutting down'));
+    if (this.queuedKeys + keys.length > this.maxQueuedKeys) {
+      return Promise.reject(new LookupUnavailable(`${this.queuedKeys} missing keys are waiting to be computed already`, true));
+    }
+    const result = new Promise<Map<string, Outcome>>((resolve, reject) => {
+      let batch = this.open.get(run.runId);
+      if (batch && batch.keys.size + keys.length > this.maxBatchKeys) {
+        this.open.delete(run.runId);
+        this.full.push(batch);
+        batch = undefined;
+      }
+      if (!batch) {
+        batch = { run, keys: new Set(), waiters: [] };
+        this.open.set(run.runId, batch);
+      }
+      for (const k of keys) batch.keys.add(k);
+      batch.waiters.push({ resolve, reject });
+    });
+    this.queuedKeys += keys.length;
+    const charged = keys.length;
+    if (!this.scheduled && this.inFlight < this.maxInFlight) {
+      this.scheduled = true;
+      // Misses come in as the stored lookups of their requests answer, over a millisecond or
+      // so: they wait that long to share one query (while queries are busy, they wait anyway).
+      const go = () => {
+        this.scheduled = false;
+        this.flush();
+      };
+      if (this.windowMs > 0) setTimeout(go, this.windowMs);
+      else setImmediate(go);
+    }
+    // The wait in the queue, the query and the inference: all within the lookup timeout.
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new LookupUnavailable(`computing the missing keys took longer than ${this.options.timeoutMs} ms`)),
+        this.options.timeoutMs,
+      );
+    });
+    return Promise.race([result, timeout]).finally(() => {
+      clearTimeout(timer);
+      this.queuedKeys -= charged;
+    });
+  }
+
+  private flush(): void {
+    while (this.inFlight < this.maxInFlight) {
+      let batch = this.full.shift();
+      if (!batch) {
+        const first = this.open.values().next();
+        if (first.done) return;
+        batch = first.value;
+        this.open.delete(batch.run.runId);
+      }
+      this.inFlight++;
+      const b = batch;
+      this.run(b)
+        .then(
+          (outcomes) => this.settle(b, outcomes),
+          (err: unknown) => this.settle(b, err),
+        )
+        .finally(() => {
+          this.inFlight--;
+          if (this.closed) {
+            if (this.inFlight === 0) this.drained?.();
+            return;
+          }
+          this.flush();
+        });
+    }
+  }
+
+  private settle(batch: Batch, result: Map<string, Outcome> | unknown): void {
+    for (const w of batch.waiters) {
+      if (result instanceof Map) w.resolve(result as Map<string, Outcome>);
+      else w.reject(result);
+    }
+  }
+
+  /** One source query and one inference call for the batch's keys. */
+  private async run(batch: Batch): Promise<Map<string, Outcome>> {
+    const { run } = batch;
+    const keys = [...batch.keys];
+    const outcomes = new Map<string, Outcome>();
+    const model = run.model();
+    this.deps.onQuery?.(run.job.name, keys.length);
+    const read = await this.read(run, keys, outcomes);
+    if (read.keys.length === 0) return outcomes;
+    const m = await model;
+    let result;
+    try {
+      result = await this.deps.inference().run({
+        sha256: m.sha256,
+        model: m.bytes,
+        inputName: m.input.name,
+        inputType: m.input.type,
+        fixedBatch: m.input.batch,
+        rows: read.keys.length,
+        width: m.features.length,
+        features: read.features,
+        outputs: outputsOf(m),
+      });
+    } catch (err) {
+      this.deps.log.error(
+        { err: errorMessage(err), job: run.job.name, model: `${m.name}@${m.version}` },
+        'scoring a miss failed',
+      );
+      throw new HttpError(500, `model ${m.name} v${m.version} failed on the missing keys: ${errorMessage(err).split('\n')[0]}`);
+    }
+    const scored = mapRows(m.mapping, result, read.keys.length, 0, read.keys.length);
+    read.keys.forEach((k, i) => {
+      const s = scored[i]!;
+      if (s.rejected !== undefined) outcomes.set(k, { rejected: s.rejected });
+      else outcomes.set(k, { row: { score: s.score, label: s.label, outputs: s.outputs, source: 'computed' } });
+    });
+    return outcomes;
+  }
+
+  /**
+   * In one read-only transaction: the keys the run rejected (they answer with the run's reason,
+   * not computed again), then the others' rows from the source. Only a row whose key text is
+   * exactly the one asked for answers it, as in the stored lookup.
+   */
+  private async read(run: PinnedRun, keys: string[], outcomes: Map<string, Outcome>) {
+    const pool = this.source();
+    let client: PoolClient | undefined;
+    let released = false;
+    let timedOut = false;
+    // A database that hangs without failing: the connection is dropped (its query with it).
+    const timer = setTimeout(() => {
+      timedOut = true;
+      if (client && !released) {
+        released = true;
+        client.release(new Error('compute on miss timed out'));
+      }
+    }, this.options.timeoutMs);
+    try {
+      client = await pool.connect();
+      if (timedOut) throw new LookupUnavailable('no database connection in time');
+      const query = run.job.query !== null;
+      if (query) await client.query('BEGIN TRANSACTION READ ONLY');
+      if (run.rejected) {
+        for (const [k, reason] of await rejectReasons(client, run.runId, keys)) outcomes.set(k, { rejected: reason });
+      }
+      const wanted = outcomes.size > 0 ? keys.filter((k) => !outcomes.has(k)) : keys;
+      const rows = wanted.length > 0 ? await readKeys(client, run.job, run.date, wanted, run.checked) : undefined;
+      run.checked = true;
+      if (query) await client.query('ROLLBACK');
+      if (!rows) return { keys: [] as string[], features: new Float32Array(0) };
+      const asked = new Set(wanted);
+      for (const r of rows.rejects) if (r.key !== null && asked.has(r.key)) outcomes.set(r.key, { rejected: r.reason });
+      const width = run.job.features.length;
+      if (rows.keys.every((k) => asked.has(k))) return rows;
+      // A key that matched through its type (numeric 1.0 for "1"): not the key asked for.
+      return onlyAsked(rows, asked, width);
+    } catch (err) {
+      if (client && !released) {
+        released = true;
+        client.release(err instanceof Error ? err : new Error(String(err)));
+      }
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      if (client && !released) {
+        released = true;
+        client.release();
+      }
+    }
+  }
+}
+
+/** The rows whose key text is one asked for, features packed again. */
+function onlyAsked(rows: KeyRows, asked: Set<string>, width: number): Pick<KeyRows, 'keys' | 'features'> {
+  const keep: number[] = [];
+  rows.keys.forEach((k, i) => asked.has(k) && keep.push(i));
+  const src = rows.features;
+  const packed =
+    src instanceof BigInt64Array
+      ? new BigInt64Array(keep.length * width)
+      : new (src.constructor as Float64ArrayConstructor)(keep.length * width);
+  keep.forEach((i, j) => (packed as Float64Array).set((src as Float64Array).subarray(i * width, (i + 1) * width), j * width));
+  return { keys: keep.map((i) => rows.keys[i]!), features: packed };
+}

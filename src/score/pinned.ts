@@ -1,0 +1,90 @@
+import type { Pool } from '../db/pool.js';
+import { servedRunPlan } from '../db/sql/runs.js';
+import type { ResolvedJob } from '../definitions/check.js';
+import { sharedBytes } from '../inference/pool.js';
+import { loadModelBytes } from '../models/registry.js';
+import type { ScoringModel } from './model.js';
+
+/** A published run as it was planned: its resolved job (source, features, mapping) and its pinned model. */
+export interface PinnedRun {
+  runId: string;
+  date: string;
+  job: ResolvedJob;
+  /** Whether the run rejected rows (else a missing key cannot be one of its rejects). */
+  rejected: boolean;
+  /** What the job's `serving.onMiss` was when the run was planned. */
+  onMiss: 'off' | 'compute';
+  /** Loaded on first use (only jobs that compute on miss need the bytes). */
+  model(): Promise<ScoringModel>;
+  /** For a query source: its SELECT was accepted once as one statement (see readKeys). */
+  checked: boolean;
+}
+
+/** Runs kept at most: the served runs of a few dozen jobs and dates. */
+const MAX_RUNS = 64;
+
+/**
+ * The plan and the model version of each run the API answers from, by run id. A run's plan
+ * never changes, so an entry never goes stale: a promotion of the job's alias after the run
+ * changes what the next run pins, never this one. Model bytes are shared by sha256.
+ */
+export class PinnedRuns {
+  private readonly runs = new Map<string, Promise<PinnedRun | undefined>>();
+  private readonly bytes = new Map<string, Promise<Uint8Array>>();
+
+  constructor(private readonly pool: Pool) {}
+
+  /** The run's plan (undefined: the run is gone). Callers arriving together share one read. */
+  get(runId: string): Promise<PinnedRun | undefined> {
+    let p = this.runs.get(runId);
+    if (p) return p;
+    p = this.load(runId);
+    this.runs.set(runId, p);
+    p.then(
+      (r) => r ?? this.runs.delete(runId),
+      () => this.runs.delete(runId),
+    );
+    if (this.runs.size > MAX_RUNS) this.runs.delete(this.runs.keys().next().value!);
+    return p;
+  }
+
+  private async load(runId: string): Promise<PinnedRun | undefined> {
+    const plan = await servedRunPlan<ResolvedJob>(this.pool, runId);
+    if (!plan) return undefined;
+    const job = plan.spec;
+    let model: Promise<ScoringModel> | undefined;
+    return {
+      runId,
+      date: plan.date,
+      rejected: plan.rejected,
+      job,
+      onMiss: job.spec.serving?.onMiss ?? 'off',
+      checked: false,
+      model: () => {
+        model ??= this.modelBytes(job.model.name, job.model.version, job.model.sha256).then((bytes) => ({
+          job: job.name,
+          name: job.model.name,
+          version: job.model.version,
+          sha256: job.model.sha256,
+          bytes,
+          input: job.input,
+          features: job.features.map((f) => f.name),
+          mapping: job.mapping,
+        }));
+        model.catch(() => (model = undefined));
+        return model;
+      },
+    };
+  }
+
+  private modelBytes(name: string, version: number, sha256: string): Promise<Uint8Array> {
+    let b = this.bytes.get(sha256);
+    if (!b) {
+      b = loadModelBytes(this.pool, name, version).then(sharedBytes);
+      b.catch(() => this.bytes.delete(sha256));
+      this.bytes.set(sha256, b);
+      if (this.bytes.size > 16) this.bytes.delete(this.bytes.keys().next().value!);
+    }
+    return b;
+  }
+}
