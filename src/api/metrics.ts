@@ -16,6 +16,8 @@ export class ApiMetrics {
   private readonly batchKeys: Histogram;
   private readonly computedTotal: Counter<'prescore_job'>;
   private readonly missQueries: Histogram<'prescore_job'>;
+  private readonly lateEnqueuedTotal: Counter<'prescore_job'>;
+  private readonly lateAnswersTotal: Counter<'prescore_job'>;
   private readonly children = new Map<string, { count: Counter.Internal; seconds: Histogram.Internal<HttpLabels> }>();
 
   constructor(pointers: ServingPointers, state: { listening(): boolean }, options: { processMetrics?: boolean } = {}) {
@@ -41,7 +43,7 @@ export class ApiMetrics {
     });
     this.missesTotal = new Counter({
       name: 'prescore_prediction_misses_total',
-      help: 'keys asked for that the serving run does not have (and compute on miss did not answer), by job',
+      help: 'keys asked for that the serving run does not have (and compute or enqueue on miss did not answer), by job',
       labelNames: ['prescore_job'],
       registers,
     });
@@ -62,6 +64,18 @@ export class ApiMetrics {
       help: 'distinct keys per source query of compute on miss: misses arriving together share one query and one inference call',
       labelNames: ['prescore_job'],
       buckets: [1, 2, 5, 10, 25, 50, 100, 250, 1000],
+      registers,
+    });
+    this.lateEnqueuedTotal = new Counter({
+      name: 'prescore_late_enqueued_total',
+      help: 'missing keys put on the late queue (serving.onMiss enqueue), by job; a key already waiting is one job in the queue',
+      labelNames: ['prescore_job'],
+      registers,
+    });
+    this.lateAnswersTotal = new Counter({
+      name: 'prescore_late_answers_total',
+      help: 'keys the serving run does not have, answered from its late arrivals (scored by a worker after an enqueue), by job',
+      labelNames: ['prescore_job'],
       registers,
     });
     new Gauge({
@@ -115,6 +129,14 @@ export class ApiMetrics {
 
   computed(job: string, n: number): void {
     if (n > 0) this.computedTotal.inc({ prescore_job: job }, n);
+  }
+
+  lateEnqueued(job: string, n: number): void {
+    if (n > 0) this.lateEnqueuedTotal.inc({ prescore_job: job }, n);
+  }
+
+  lateAnswers(job: string, n: number): void {
+    if (n > 0) this.lateAnswersTotal.inc({ prescore_job: job }, n);
   }
 
   missQuery(job: string, keys: number): void {

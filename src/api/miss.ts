@@ -4,15 +4,15 @@ import { rejectReasons } from '../db/sql/rejects.js';
 import { HttpError, LookupUnavailable, errorMessage } from '../errors.js';
 import type { InferencePool } from '../inference/pool.js';
 import type { Logger } from '../log.js';
-import { mapRows, outputsOf } from '../score/model.js';
+import { readRunKeys, scoreRunKeys, type KeyOutcome } from '../score/keyed.js';
 import type { PinnedRun, PinnedRuns } from '../score/pinned.js';
-import { keyFits, readKeys, type KeyRows } from '../source/keys.js';
+import { keyFits } from '../source/keys.js';
 import type { StoredPrediction } from './lookup.js';
 import type { Pointer } from './pointers.js';
 
-/** An answer's prediction: stored by the run, or (`source`) computed on a miss. */
+/** An answer's prediction: stored by the run, or (`source`) computed on a miss, or scored late (enqueue on miss). */
 export interface Answered extends StoredPrediction {
-  source?: 'computed';
+  source?: 'computed' | 'late';
 }
 
 /** What a request gets: the rows of one run, with what could be computed of the missing keys. */
@@ -23,6 +23,10 @@ export interface Completed {
   rejected?: Map<string, string>;
   /** Missing keys beyond the per-request limit, left missing. */
   notComputed?: string[];
+  /** When the job enqueues on miss: the missing keys enqueued (or waiting in the queue already). */
+  pending?: string[];
+  /** ...and those beyond the per-request limit, left missing. */
+  notEnqueued?: string[];
 }
 
 export interface MissOptions {
@@ -45,6 +49,10 @@ export interface MissDeps {
   runs: PinnedRuns;
   inference(): InferencePool;
   log: Logger;
+  /** Enqueue on miss (src/api/late.ts); without it, such a job's misses stay missing. */
+  late?: {
+    complete(run: PinnedRun, pointer: Pointer, missing: string[], rows: Map<string, StoredPrediction>): Promise<Completed>;
+  };
   /** Told of each source query: the job and its distinct keys. */
   onQuery?(job: string, keys: number): void;
 }
@@ -108,7 +116,9 @@ export class Misses {
     for (const k of keys) if (!rows.has(k)) (missing ??= new Set()).add(k);
     if (!missing) return { pointer, rows };
     const run = await this.deps.runs.get(pointer.runId);
-    if (!run || run.onMiss !== 'compute') return { pointer, rows };
+    if (!run || run.onMiss === 'off') return { pointer, rows };
+    if (run.onMiss === 'enqueue')
+      return this.deps.late ? this.deps.late.complete(run, pointer, [...missing], rows) : { pointer, rows };
     const all = [...missing];
     const take = all.slice(0, this.maxKeys);
     const notComputed = all.length > take.length ? all.slice(take.length) : undefined;
@@ -238,47 +248,32 @@ export class Misses {
   private async run(batch: Batch): Promise<Map<string, Outcome>> {
     const { run } = batch;
     const keys = [...batch.keys];
-    const outcomes = new Map<string, Outcome>();
+    const found = new Map<string, KeyOutcome>();
     const model = run.model();
     this.deps.onQuery?.(run.job.name, keys.length);
-    const read = await this.read(run, keys, outcomes);
-    if (read.keys.length === 0) return outcomes;
-    const m = await model;
-    let result;
-    try {
-      result = await this.deps.inference().run({
-        sha256: m.sha256,
-        model: m.bytes,
-        inputName: m.input.name,
-        inputType: m.input.type,
-        fixedBatch: m.input.batch,
-        rows: read.keys.length,
-        width: m.features.length,
-        features: read.features,
-        outputs: outputsOf(m),
-      });
-    } catch (err) {
-      this.deps.log.error(
-        { err: errorMessage(err), job: run.job.name, model: `${m.name}@${m.version}` },
-        'scoring a miss failed',
-      );
-      throw new HttpError(500, `model ${m.name} v${m.version} failed on the missing keys: ${errorMessage(err).split('\n')[0]}`);
+    const read = await this.read(run, keys, found);
+    if (read.keys.length > 0) {
+      const m = await model;
+      try {
+        await scoreRunKeys(this.deps.inference(), m, read, found);
+      } catch (err) {
+        this.deps.log.error(
+          { err: errorMessage(err), job: run.job.name, model: `${m.name}@${m.version}` },
+          'scoring a miss failed',
+        );
+        throw new HttpError(500, `model ${m.name} v${m.version} failed on the missing keys: ${errorMessage(err).split('\n')[0]}`);
+      }
     }
-    const scored = mapRows(m.mapping, result, read.keys.length, 0, read.keys.length);
-    read.keys.forEach((k, i) => {
-      const s = scored[i]!;
-      if (s.rejected !== undefined) outcomes.set(k, { rejected: s.rejected });
-      else outcomes.set(k, { row: { score: s.score, label: s.label, outputs: s.outputs, source: 'computed' } });
-    });
+    const outcomes = new Map<string, Outcome>();
+    for (const [k, o] of found) outcomes.set(k, 'row' in o ? { row: { ...o.row, source: 'computed' } } : o);
     return outcomes;
   }
 
   /**
    * In one read-only transaction: the keys the run rejected (they answer with the run's reason,
-   * not computed again), then the others' rows from the source. Only a row whose key text is
-   * exactly the one asked for answers it, as in the stored lookup.
+   * not computed again), then the others' rows from the source (src/score/keyed.ts).
    */
-  private async read(run: PinnedRun, keys: string[], outcomes: Map<string, Outcome>) {
+  private async read(run: PinnedRun, keys: string[], outcomes: Map<string, KeyOutcome>) {
     const pool = this.source();
     let client: PoolClient | undefined;
     let released = false;
@@ -300,16 +295,9 @@ export class Misses {
         for (const [k, reason] of await rejectReasons(client, run.runId, keys)) outcomes.set(k, { rejected: reason });
       }
       const wanted = outcomes.size > 0 ? keys.filter((k) => !outcomes.has(k)) : keys;
-      const rows = wanted.length > 0 ? await readKeys(client, run.job, run.date, wanted, run.checked) : undefined;
-      run.checked = true;
+      const rows = wanted.length > 0 ? await readRunKeys(client, run, wanted, outcomes) : undefined;
       if (query) await client.query('ROLLBACK');
-      if (!rows) return { keys: [] as string[], features: new Float32Array(0) };
-      const asked = new Set(wanted);
-      for (const r of rows.rejects) if (r.key !== null && asked.has(r.key)) outcomes.set(r.key, { rejected: r.reason });
-      const width = run.job.features.length;
-      if (rows.keys.every((k) => asked.has(k))) return rows;
-      // A key that matched through its type (numeric 1.0 for "1"): not the key asked for.
-      return onlyAsked(rows, asked, width);
+      return rows ?? { keys: [] as string[], features: new Float32Array(0) };
     } catch (err) {
       if (client && !released) {
         released = true;
@@ -324,17 +312,4 @@ export class Misses {
       }
     }
   }
-}
-
-/** The rows whose key text is one asked for, features packed again. */
-function onlyAsked(rows: KeyRows, asked: Set<string>, width: number): Pick<KeyRows, 'keys' | 'features'> {
-  const keep: number[] = [];
-  rows.keys.forEach((k, i) => asked.has(k) && keep.push(i));
-  const src = rows.features;
-  const packed =
-    src instanceof BigInt64Array
-      ? new BigInt64Array(keep.length * width)
-      : new (src.constructor as Float64ArrayConstructor)(keep.length * width);
-  keep.forEach((i, j) => (packed as Float64Array).set((src as Float64Array).subarray(i * width, (i + 1) * width), j * width));
-  return { keys: keep.map((i) => rows.keys[i]!), features: packed };
 }

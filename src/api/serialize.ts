@@ -72,31 +72,44 @@ export function predictionJson(pointer: Pointer, key: string, row: Answered & { 
     (row.label === null ? 'null' : JSON.stringify(row.label)) +
     ',"outputs":' +
     nums(row.outputs) +
-    // Stored answers carry no `source` (their body is what it always was); computed ones say so.
+    // Stored answers carry no `source` (their body is what it always was); computed and late ones say so.
     (row.source === undefined ? '}' : `,"source":"${row.source}"}`)
   );
 }
 
-/** The POST body: found keys in request order, then the missing ones. */
+/**
+ * The POST body: found keys in request order, then the missing ones; with enqueue on miss, the
+ * missing keys enqueued (`pending`) and those beyond the per-request limit (`notEnqueued`).
+ */
 export function batchJson(
   pointer: Pointer,
   keys: readonly string[],
   rows: Map<string, Answered>,
   notComputed?: readonly string[],
-): { body: string; hits: number; computed: number } {
+  late?: { pending?: readonly string[]; notEnqueued?: readonly string[] },
+): { body: string; hits: number; computed: number; late: number } {
   let predictions = '';
   let missing = '';
   let hits = 0;
   let computed = 0;
+  let lateRows = 0;
   for (const key of keys) {
     const row = rows.get(key);
     if (row) {
-      if (row.source !== undefined) computed++;
+      if (row.source === 'computed') computed++;
+      else if (row.source === 'late') lateRows++;
       predictions += (hits++ ? ',' : '') + predictionJson(pointer, key, row);
     } else {
       missing += (missing ? ',' : '') + JSON.stringify(key);
     }
   }
   const over = notComputed?.length ? `,"notComputed":${JSON.stringify(notComputed)}` : '';
-  return { body: `{"predictions":[${predictions}],"missing":[${missing}]${over}}`, hits, computed };
+  const pending = late?.pending?.length ? `,"pending":${JSON.stringify(late.pending)}` : '';
+  const notEnqueued = late?.notEnqueued?.length ? `,"notEnqueued":${JSON.stringify(late.notEnqueued)}` : '';
+  return {
+    body: `{"predictions":[${predictions}],"missing":[${missing}]${over}${pending}${notEnqueued}}`,
+    hits,
+    computed,
+    late: lateRows,
+  };
 }

@@ -16,6 +16,8 @@ import { readiness } from './health.js';
 import { Listener } from './listener.js';
 import { Lookup } from './lookup.js';
 import { Misses, type Completed, type MissOptions } from './miss.js';
+import { checkWait, LateArrivals, sendPending, type LateOptions } from './late.js';
+import { LATE_CHANNEL } from '../db/sql/late.js';
 import { PinnedRuns } from '../score/pinned.js';
 import { batchJson, predictionJson } from './serialize.js';
 import { ApiMetrics } from './metrics.js';
@@ -76,6 +78,8 @@ export interface ApiOptions {
   score?: ScoreOptions & { modelTtlMs?: number };
   /** Compute on miss (jobs with `serving.onMiss: "compute"`): keys per request, source queries at once. */
   miss?: Pick<MissOptions, 'maxKeys' | 'maxInFlight' | 'maxBatchKeys' | 'maxQueuedKeys'>;
+  /** Enqueue on miss (jobs with `serving.onMiss: "enqueue"`): the workers' queue, limits; without it such misses stay missing. */
+  late?: LateOptions;
   /** A/B serving: the jobs dir whose `serving.split`s answer (`prescore serve`: PRESCORE_JOBS_DIR); without it, no splits. */
   variants?: { jobsDir: string; pollMs?: number };
 }
@@ -121,10 +125,11 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
   const tokens = new TokenCache(pool, log, options.auth);
   const listener = new Listener({
     connection: options.connection ?? (pool.options as pg.ClientConfig),
-    channels: [PUBLISH_CHANNEL, TOKENS_CHANNEL],
+    channels: [PUBLISH_CHANNEL, TOKENS_CHANNEL, LATE_CHANNEL],
     log,
     onNotification: (channel, payload) => {
-      if (channel === TOKENS_CHANNEL) tokens.reload().catch(() => undefined);
+      if (channel === LATE_CHANNEL) late?.notified(payload);
+      else if (channel === TOKENS_CHANNEL) tokens.reload().catch(() => undefined);
       else pointers.reload(publishedJob(payload)).catch(() => undefined);
     },
     onConnect: async () => {
@@ -209,9 +214,13 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     { model: (job) => models.get(job), registry: metrics.registry, log, keyProblem: (key) => keyProblem(key, limits) },
     options.score,
   );
+  const late =
+    options.late &&
+    new LateArrivals(pool, log, { ...options.late, timeoutMs: lookupTimeoutMs }, (job, n) => metrics.lateEnqueued(job, n));
   const misses = new Misses(
     {
       pool,
+      late,
       runs: new PinnedRuns(pool),
       inference: () => score.inference(),
       log,
@@ -228,21 +237,28 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
   app.get<{ Params: { job: string; key: string }; Querystring: Record<string, unknown> }>(
     '/v1/predictions/:job/:key',
     async (request, reply) => {
-      const { variant, ...query } = request.query;
+      const { variant, wait, ...query } = request.query;
       const { job, key, asOf, latestBefore } = parsePredictionGet(request.params, query, limits);
-      const {
-        pointer,
-        rows,
-        rejected: reasons,
-      } = await answer(pointerFor(job, asOf, latestBefore), [key], checkVariantParam(variant));
-      const row = rows.get(key);
+      const waitMs = checkWait(wait);
+      const found = await answer(pointerFor(job, asOf, latestBefore), [key], checkVariantParam(variant));
+      const { pointer, rows } = found;
+      let { rejected: reasons } = found;
+      let row = rows.get(key);
+      if (!row && found.pending?.includes(key)) {
+        // Enqueue on miss: answered once a worker stores it (within ?wait=), else 202.
+        const settled = await late!.wait(pointer.runId, key, waitMs);
+        if (!settled) return sendPending(reply, pointer, key);
+        row = settled.row;
+        reasons = new Map(settled.rejected === undefined ? [] : [[key, settled.rejected]]);
+      }
       if (!row) {
         metrics.misses(job, 1);
         // One indexed probe, misses only (compute on miss has probed already).
         const rejected = reasons ? reasons.get(key) : await rejectReason(pool, pointer.runId, key).catch(() => undefined);
         return sendMissingKey(reply, job, key, pointer.date, rejected);
       }
-      if (row.source !== undefined) metrics.computed(job, 1);
+      if (row.source === 'computed') metrics.computed(job, 1);
+      else if (row.source === 'late') metrics.lateAnswers(job, 1);
       else metrics.hits(job, 1);
       return reply.type(JSON_TYPE).send(predictionJson(pointer, key, row));
     },
@@ -255,12 +271,18 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     const { keys, asOf, latestBefore } = parseBatchBody(request.body, limits);
     const first = pointerFor(job, asOf, latestBefore);
     const work = async () => {
-      const { pointer, rows, notComputed } = await answer(first, keys, variant);
-      return batchJson(pointer, keys, rows, notComputed);
+      const { pointer, rows, notComputed, pending, notEnqueued } = await answer(first, keys, variant);
+      return batchJson(pointer, keys, rows, notComputed, { pending, notEnqueued });
     };
-    const { body, hits, computed } = keys.length <= POINT_KEYS ? await work() : await admission.run(keys.length, work);
-    metrics.hits(job, hits - computed);
+    const {
+      body,
+      hits,
+      computed,
+      late: lateRows,
+    } = keys.length <= POINT_KEYS ? await work() : await admission.run(keys.length, work);
+    metrics.hits(job, hits - computed - lateRows);
     metrics.computed(job, computed);
+    metrics.lateAnswers(job, lateRows);
     metrics.misses(job, keys.length - hits);
     return reply.type(JSON_TYPE).send(body);
   });
@@ -341,6 +363,7 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
         // Handlers of clients that hung up may still be running: they end before the pool does.
         await lookup.close();
         await misses.close();
+        await late?.close();
         await score.close();
         await listener.close();
         await splits?.close();

@@ -12,6 +12,7 @@ import { InputError, errorMessage } from '../errors.js';
 import { BundleStore } from '../bundle/read.js';
 import { buildBundleApi } from '../bundle/server.js';
 import { createLogger } from '../log.js';
+import { queueBackend } from '../queue/connection.js';
 import { nextFire } from '../scheduler/calendar.js';
 import { integer } from './options.js';
 import { untilSignal } from './service.js';
@@ -58,7 +59,7 @@ export function serveCommand(program: Command): void {
     .command('serve')
     .description(
       'serve published predictions over HTTP (GET/POST /v1/predictions, /healthz, /readyz, /metrics) and the dashboard at /ui\n' +
-        'env: DATABASE_URL, PRESCORE_API_AUTH (auto|token|none), PRESCORE_API_TIMEOUT_MS',
+        'env: DATABASE_URL, REDIS_URL (enqueue on miss), PRESCORE_API_AUTH (auto|token|none), PRESCORE_API_TIMEOUT_MS',
     )
     .option('--port <port>', 'TCP port (0: any free port)', integer('--port', 0, 65535), 8080)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
@@ -92,6 +93,8 @@ export function serveCommand(program: Command): void {
           evaluation: evaluationProvider(db.pool, config.jobsDir),
           variants: { jobsDir: config.jobsDir },
           score: { batchWindowMs: opts.scoreBatchMs },
+          // The workers' queue, opened on the first miss of a job that enqueues on miss.
+          late: { backend: queueBackend(config, db.url) },
         });
         try {
           const address = await api.app.listen({ port: listenPort, host: opts.host });

@@ -351,7 +351,8 @@ async function resolveChallengers(
 }
 
 /**
- * `serving.onMiss: "compute"` reads one key of one date of the source per miss, as
+ * `serving.onMiss: "compute"` (in the API) and `"enqueue"` (in a queue worker) read one key of one
+ * date of the source per miss, as
  * `SELECT ... FROM (<query>) s WHERE s.<key> = ANY(...) AND <date filter>`. PostgreSQL pushes
  * those filters down to a table only when the query's key and partition columns ARE table
  * columns; a computed one (`id::text AS id`, `row_number() OVER () AS id`) leaves no path but

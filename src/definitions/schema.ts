@@ -207,10 +207,10 @@ export const jobSchema = z
       .default({ baseline: 'previous', profile: true }),
     /**
      * How the read API answers the job. `onMiss`: what it does for a key the served run lacks
-     * (src/api/miss.ts; off: 404). `split`: A/B serving by key bucket (src/serving/split.ts).
+     * (src/api/miss.ts, src/api/late.ts; off: 404). `split`: A/B serving by key bucket (src/serving/split.ts).
      */
     serving: z
-      .object({ onMiss: z.enum(['off', 'compute']).default('off'), split: splitSchema.optional() })
+      .object({ onMiss: z.enum(['off', 'compute', 'enqueue']).default('off'), split: splitSchema.optional() })
       .strict()
       .optional(),
     /** Webhooks POSTed a JSON event when a run fails, is held or is published (src/notify/). */

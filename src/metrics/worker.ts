@@ -1,4 +1,5 @@
 import { Counter, Histogram, type Registry } from 'prom-client';
+import type { LateOutcome } from '../db/sql/late.js';
 
 export type ChunkOutcome = 'done' | 'skipped' | 'failed' | 'retried';
 
@@ -12,6 +13,7 @@ export class WorkerMetrics {
   private readonly scored: Counter<'prescore_job'>;
   private readonly rejected: Counter<'prescore_job'>;
   private readonly inference: Histogram<'model' | 'model_version'>;
+  private readonly lateScored: Counter<'prescore_job' | 'outcome'>;
   private readonly children = new Map<string, Counter.Internal>();
   private readonly models = new Map<string, Histogram.Internal<'model' | 'model_version'>>();
 
@@ -33,6 +35,12 @@ export class WorkerMetrics {
       name: 'prescore_rows_rejected_total',
       help: 'rows this worker rejected (stored with a reason instead of a prediction), by job',
       labelNames: ['prescore_job'],
+      registers,
+    });
+    this.lateScored = new Counter({
+      name: 'prescore_late_scored_total',
+      help: 'late keys (serving.onMiss enqueue) this worker handled, by job and outcome (scored, rejected, absent: no source row, skipped: answered already, gone: the run no longer serves)',
+      labelNames: ['prescore_job', 'outcome'],
       registers,
     });
     this.inference = new Histogram({
@@ -61,6 +69,10 @@ export class WorkerMetrics {
     this.child(this.chunks, `c ${job} ${outcome}`, { prescore_job: job, outcome }).inc();
     if (rows.written > 0) this.child(this.scored, `s ${job}`, { prescore_job: job }).inc(rows.written);
     if (rows.rejected > 0) this.child(this.rejected, `r ${job}`, { prescore_job: job }).inc(rows.rejected);
+  }
+
+  late(job: string, outcome: LateOutcome): void {
+    this.child(this.lateScored, `l ${job} ${outcome}`, { prescore_job: job, outcome }).inc();
   }
 
   /** Names a model's sha256 (what the inference threads know it by) for the latency labels. */

@@ -13,6 +13,7 @@ import { chunkBounds } from '../db/sql/chunks.js';
 import { failRun, runPlan } from '../db/sql/runs.js';
 import { CHUNK_QUEUE, FINALIZE_QUEUE, type QueueBackend } from './connection.js';
 import { reconcileRuns, type ChunkJobData, type FinalizeJobData } from './flows.js';
+import { startLateWorker } from './late.js';
 
 interface RunContext {
   job: ResolvedJob;
@@ -28,8 +29,8 @@ export interface WorkerHandle {
 const RECONCILE_MS = 10_000;
 
 /**
- * A queue worker: scores chunks (N at once) and finalizes runs for any number of runs, on any
- * number of machines. Inference runs in worker threads so this event loop stays free to renew
+ * A queue worker: scores chunks (N at once), finalizes runs and scores late keys for any number
+ * of runs, on any number of machines. Inference runs in worker threads so this event loop stays free to renew
  * BullMQ locks. Bad input fails the run at once (no retries); other errors retry with backoff
  * and fail the run on the last attempt.
  */
@@ -135,6 +136,8 @@ export async function startWorker(
     },
     { concurrency: 1, lockSeconds: config.lockSeconds },
   );
+  // Keys the API enqueued on a miss (serving.onMiss "enqueue"): small jobs, on the same threads.
+  const lateWorker = startLateWorker(pool, backend, config, log, inference, concurrency, metrics);
   for (const w of [chunkWorker, finalizeWorker]) {
     w.on('error', (err) => log.warn({ err: errorMessage(err) }, 'queue worker error'));
   }
@@ -162,7 +165,7 @@ export async function startWorker(
       (closing ??= (async () => {
         clearInterval(timer);
         // BullMQ's close waits for the jobs in flight to finish: nothing is left half done.
-        await Promise.all([chunkWorker.close(), finalizeWorker.close()]);
+        await Promise.all([chunkWorker.close(), finalizeWorker.close(), lateWorker.close()]);
         await Promise.all([producer.close(), finalizeQueue.close()]);
         await inference.close();
         log.info({ pid: process.pid }, 'worker stopped');

@@ -13,8 +13,8 @@ export interface PinnedRun {
   /** Whether the run rejected rows (else a missing key cannot be one of its rejects). */
   rejected: boolean;
   /** What the job's `serving.onMiss` was when the run was planned. */
-  onMiss: 'off' | 'compute';
-  /** Loaded on first use (only jobs that compute on miss need the bytes). */
+  onMiss: 'off' | 'compute' | 'enqueue';
+  /** Loaded on first use (only jobs that score on miss need the bytes). */
   model(): Promise<ScoringModel>;
   /** For a query source: its SELECT was accepted once as one statement (see readKeys). */
   checked: boolean;

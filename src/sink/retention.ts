@@ -1,5 +1,6 @@
 import type { Pool } from '../db/pool.js';
 import { dropPartition } from '../db/sql/partitions.js';
+import { deleteLate } from '../db/sql/late.js';
 import { deleteRejects } from '../db/sql/rejects.js';
 import { endedRuns, expiredRuns, supersedeDate } from '../db/sql/runs.js';
 import { notifyPublished, removeOldDates } from '../db/sql/serving.js';
@@ -30,11 +31,12 @@ export async function dropOldDates(pool: Pool, job: string, retainDays: number, 
   }
 }
 
-/** Drops runs' predictions tables (detached first if attached) and their reject rows. */
+/** Drops runs' predictions tables (detached first if attached), their reject rows and late arrivals. */
 async function dropRuns(pool: Pool, ids: string[], log: Logger): Promise<void> {
   for (const id of new Set(ids)) {
     await dropPartition(pool, id);
     await deleteRejects(pool, id);
+    await deleteLate(pool, id);
     log.debug({ runId: id }, 'dropped expired run predictions');
   }
 }
