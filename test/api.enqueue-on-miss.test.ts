@@ -55,6 +55,11 @@ describe('enqueue on miss', () => {
     await db.pool.query('UPDATE feats SET f1 = NULL WHERE id = 99'); // the run rejects it
     writeJob(db, jobSpec('late', 'lin@champion', 'feats', F, { serving: { onMiss: 'enqueue' }, keepRuns: 1 }));
     run1 = await runJob(db, 'late', D);
+    // A text key: any key text (':' and non-ASCII included) is one hashed job id.
+    await seedFeatures(db.pool, 'tfeats', { rows: 5, features: 4, date: D, keyType: 'text', keyExpr: "'k' || g" });
+    writeJob(db, jobSpec('late-text', 'lin@champion', 'tfeats', F, { serving: { onMiss: 'enqueue' } }));
+    await runJob(db, 'late-text', D);
+    await db.pool.query(`INSERT INTO tfeats SELECT 'ключ:1', as_of, f0, f1, f2, f3 FROM tfeats WHERE id = 'k1'`);
     // Rows that arrive after the night's run: keys 101..150, then one the model would reject.
     await seedFeatures(db.pool, 'feats', { rows: 50, features: 4, date: D, keyExpr: 'g + 100' });
     await db.pool.query(`INSERT INTO feats VALUES (151, $1, 1, 'NaN', 0, 0)`, [D]);
@@ -136,6 +141,11 @@ describe('enqueue on miss', () => {
       assert.equal(r.status, 404, `${key}: ${r.text}`);
     }
     assert.equal((await get('99')).body.rejected, 'NULL in column f1');
+    const text = await request<Late>(server!.base, `/v1/predictions/late-text/${encodeURIComponent('ключ:1')}?wait=8s`);
+    assert.equal(text.status, 200, text.text);
+    assert.equal(text.body.source, 'late');
+    assert.equal(text.body.score, (await request<Late>(server!.base, '/v1/predictions/late-text/k1')).body.score);
+    assert.match(lateJobId('1', 'ключ:1'), /^late-1-[0-9a-f]{40}$/);
     assert.equal(sample(await metrics(), 'prescore_late_enqueued_total', { prescore_job: 'late' }), before);
   });
 

@@ -9,7 +9,9 @@ import { untilSignal } from './service.js';
 export function workerCommands(program: Command): void {
   const command = program
     .command('worker')
-    .description('score chunks and finalize runs from the queue (Redis, or PostgreSQL without REDIS_URL)')
+    .description(
+      'score chunks, finalize runs and score late keys (serving.onMiss enqueue) from the queue (Redis, or PostgreSQL without REDIS_URL)',
+    )
     .option(
       '--concurrency <n>',
       'chunks in flight in this process, 1 to 256 (default: PRESCORE_CHUNK_CONCURRENCY)',
