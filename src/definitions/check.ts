@@ -7,6 +7,7 @@ import type { ColumnProfile } from '../profile/profile.js';
 import { resolveOutputMapping, type OutputMapping } from '../models/output.js';
 import { resolveModel, type PinnedModel } from '../models/registry.js';
 import { NUMERIC_INPUT_TYPES, type InputType } from '../models/signature.js';
+import { incrementalProblems } from './incremental.js';
 import type { JobFile } from './load.js';
 import type { JobSpec } from './schema.js';
 
@@ -37,6 +38,11 @@ export interface ResolvedJob {
   model: PinnedModel;
   input: { name: string; type: InputType; batch: number | null };
   mapping: OutputMapping;
+  /**
+   * Set in the spec of an incremental run (runs/incremental.ts): its chunks read only the keys
+   * of its changed set; `nullKeys`: the source has rows with a NULL key, read by every run.
+   */
+  changedKeys?: { nullKeys: boolean };
   /** The job's challengers, pinned at plan (absent in runs planned before challengers existed). */
   challengers?: ResolvedChallenger[];
 }
@@ -230,6 +236,7 @@ export async function resolveJob(pool: Pool, job: JobFile, options: { checkData?
   }
 
   if (columns && query !== null) problems.push(...missPathProblems(spec, columns));
+  if (columns) problems.push(...incrementalProblems(spec, columns));
   problems.push(...(await baselineProblems(pool, spec)));
 
   if (problems.length > 0 || !model || !input || (!table && query === null) || !keyCol || !partKind) {

@@ -213,6 +213,27 @@ export const jobSchema = z
       .object({ onMiss: z.enum(['off', 'compute']).default('off'), split: splitSchema.optional() })
       .strict()
       .optional(),
+    /**
+     * Incremental runs (src/runs/incremental.ts): score only the rows that changed since the
+     * previous published run of the job and carry the others over from it, in PostgreSQL.
+     * `changedSince`: a timestamp column of the source, set when a row's features change;
+     * `mode: "hash"`: a hash of each row's features, stored per run, compared with the previous.
+     */
+    incremental: z
+      .union(
+        [
+          z
+            .object({
+              changedSince: z.string().min(1),
+              /** Rows changed up to this long before the previous run began count as changed too (clock skew of writers). */
+              lookbackSeconds: z.number().int().min(0).max(86_400).default(0),
+            })
+            .strict(),
+          z.object({ mode: z.literal('hash') }).strict(),
+        ],
+        { error: 'must be {"changedSince": "<timestamp column>"} or {"mode": "hash"}' },
+      )
+      .optional(),
     /** Webhooks POSTed a JSON event when a run fails, is held or is published (src/notify/). */
     notify: notify.optional(),
     /** Thresholds checked before publish (see profile/gates.ts); absent: DEFAULT_GATES, warn only. */

@@ -8,7 +8,9 @@ import { DEFAULT_CHUNK_TIMEOUT_SECONDS } from '../definitions/schema.js';
 import type { InferencePool } from '../inference/pool.js';
 import type { InferResult } from '../inference/protocol.js';
 import { mappedOutputs } from '../models/output.js';
+import { changedKeysFilter } from '../db/sql/carry.js';
 import { lockChunk, markChunkDone, recordChunkError } from '../db/sql/chunks.js';
+import { quoteIdent } from '../db/ident.js';
 import { insertChallengerRejects, insertRejects } from '../db/sql/rejects.js';
 import { addRunModelCounts } from '../db/sql/run-models.js';
 import { encodeProfiles } from '../profile/codec.js';
@@ -197,7 +199,8 @@ export async function executeChunk(
 
     let previous: { batch: RecordBatch; pending: Pending | null } | null = null;
     try {
-      const source = readChunk(reader, job, task.date, task.lo, task.hi, stats);
+      const only = job.changedKeys && changedKeysFilter(quoteIdent(job.key.name), task.runId, job.changedKeys.nullKeys);
+      const source = readChunk(reader, job, task.date, task.lo, task.hi, stats, only || undefined);
       for (;;) {
         const t = performance.now();
         const next = await source.next();
