@@ -18,7 +18,7 @@ const ELEM: Record<ElemType, number> = {
 
 export interface ValueInfo {
   name: string;
-  /** 'zipmap': the seq(map(int64, float)) output of ai.onnx.ml ZipMap, which prescore refuses. */
+  /** 'zipmap': the seq(map(int64, float)) output of ai.onnx.ml ZipMap (prescore removes it at registration). */
   type: ElemType | 'zipmap';
   shape: Dim[] | null;
 }
@@ -81,6 +81,8 @@ export function buildModel(spec: {
   outputs: ValueInfo[];
   nodes: NodeSpec[];
   initializers?: Initializer[];
+  /** Types of intermediate tensors (graph.value_info). */
+  valueInfo?: ValueInfo[];
   ml?: boolean;
   docString?: string;
 }): Uint8Array {
@@ -93,6 +95,7 @@ export function buildModel(spec: {
       name: 'graph',
       input: spec.inputs.map(valueInfo),
       output: spec.outputs.map(valueInfo),
+      valueInfo: (spec.valueInfo ?? []).map(valueInfo),
       initializer: (spec.initializers ?? []).map(initializer),
       node: spec.nodes.map((n, i) => ({
         opType: n.op,
