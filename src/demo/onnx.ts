@@ -7,13 +7,21 @@ import onnxProto from 'onnx-proto';
 const { onnx } = onnxProto;
 
 export type Dim = number | string;
-export type ElemType = 'float32' | 'float64' | 'int64' | 'string';
+export type ElemType =
+  'float32' | 'float64' | 'int64' | 'string' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool' | 'float16' | 'uint64';
 
 const ELEM: Record<ElemType, number> = {
   float32: onnx.TensorProto.DataType.FLOAT,
   float64: onnx.TensorProto.DataType.DOUBLE,
   int64: onnx.TensorProto.DataType.INT64,
   string: onnx.TensorProto.DataType.STRING,
+  int32: onnx.TensorProto.DataType.INT32,
+  int16: onnx.TensorProto.DataType.INT16,
+  int8: onnx.TensorProto.DataType.INT8,
+  uint8: onnx.TensorProto.DataType.UINT8,
+  bool: onnx.TensorProto.DataType.BOOL,
+  float16: onnx.TensorProto.DataType.FLOAT16,
+  uint64: onnx.TensorProto.DataType.UINT64,
 };
 
 export interface ValueInfo {
