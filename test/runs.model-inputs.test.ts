@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { pipelineModel, typedInputsModel, type Row } from './fixtures/models.js';
+import { labelEncoderModel, pipelineModel, typedInputsModel, type Row } from './fixtures/models.js';
 import { MODELS_DIR, assertClose, cli, createTestDb, jobSpec, servedPredictions, writeJob, type TestDb } from './helpers.js';
 
 const DATE = '2026-11-22';
@@ -23,6 +23,7 @@ describe('several inputs, text, int32/bool/float16', () => {
       ['pipe', 'pipeline'],
       ['typed', 'typed-inputs'],
       ['lin', 'linear-float32'],
+      ['tiers', 'label-encoder'],
     ]) {
       const r = await cli(db, ['models', 'register', name!, path.join(MODELS_DIR, `${file}.onnx`), '--alias', 'champion']);
       assert.equal(r.code, 0, r.stderr);
@@ -122,8 +123,25 @@ describe('several inputs, text, int32/bool/float16', () => {
     assert.ok(served.rows.has('9'), '65519 rounds to 65504 in float16: a value, not an overflow');
   });
 
+  test('text only, through a LabelEncoder (a rank-1 string input, no numeric feature), without inputs', async () => {
+    const model = labelEncoderModel();
+    await db.pool.query(`CREATE TABLE tier_feat (id text PRIMARY KEY, as_of date, tier text)`);
+    await db.pool.query(
+      `INSERT INTO tier_feat SELECT 'k' || g, $1::date, (ARRAY['bronze', 'silver', 'gold', 'Gold', 'plätinum'])[g % 5 + 1]
+         FROM generate_series(1, 1100) g`,
+      [DATE],
+    );
+    writeJob(db, jobSpec('tier-job', 'tiers@champion', 'tier_feat', model.features));
+    const run = await cli(db, ['run', 'tier-job', '--date', DATE]);
+    assert.equal(run.code, 0, run.stderr);
+    const source = await rows(`SELECT id, tier FROM tier_feat WHERE as_of = $1`, DATE);
+    const served = await servedPredictions(db.pool, 'tier-job', DATE);
+    assert.equal(served.rows.size, 1100);
+    for (const [key, row] of source) assert.equal(served.rows.get(key)!.score, model.expect(row), `key ${key}`);
+  });
+
   test('jobs validate refuses mappings that do not fit, naming the input and the fix', async () => {
-    for (const f of ['pipe-job', 'pipe-fail', 'typed-job']) writeJob(db, { name: f, model: 'nope@1', source: {} });
+    for (const f of ['pipe-job', 'pipe-fail', 'typed-job', 'tier-job']) writeJob(db, { name: f, model: 'nope@1', source: {} });
     const bad = (name: string, model: string, features: string[], extra: Record<string, unknown>) =>
       writeJob(db, jobSpec(name, model, 'pipe_feat', features, extra));
     bad('no-inputs', 'pipe@champion', pipe.features, {});
