@@ -151,6 +151,7 @@ describe('several inputs, text, int32/bool/float16', () => {
     bad('not-a-feature', 'pipe@champion', ['cat', 'age', 'f1'], { inputs: { cat: ['cat'], age: ['age'], num: ['f1', 'f2'] } });
     bad('width', 'pipe@champion', pipe.features, { inputs: { cat: ['cat'], age: ['age', 'f1'], num: ['f2'] } });
     bad('text-plain', 'lin@champion', ['cat', 'age', 'f1', 'f2'], {});
+    bad('on-miss', 'pipe@champion', pipe.features, { inputs: pipe.inputs, serving: { onMiss: 'compute' } });
     const r = await cli(db, ['jobs', 'validate']);
     assert.equal(r.code, 2);
     const want = [
@@ -162,6 +163,7 @@ describe('several inputs, text, int32/bool/float16', () => {
       /source\.features\[0\]: column "cat" feeds no model input: list it in inputs, or remove it/,
       /inputs\.num\[1\]: column "f2" is not in source\.features: add it there/,
       /inputs\.age: lists 2 column\(s\) but model pipe v1 input "age" takes 1 per row/,
+      /job on-miss .*serving\.onMiss: "compute" scores a missing key as one plain \[batch, features\] tensor, which model pipe v1 .* does not take: set it to "off"/,
       /job text-plain .*source\.features\[0\]: column "cat" is character varying\(10\) but model lin v1 input "x" takes float32: a text column feeds only a string input/,
     ];
     for (const w of want) assert.match(r.stderr, w);

@@ -296,6 +296,11 @@ function fitFeeds(
     features.map((f) => ({ name: f.name, kind: columnKind(f.pgType)!, formatted: columns.get(f.name)!.formatted })),
   );
   problems.push(...plan.problems);
+  if ((spec.serving?.onMiss ?? 'off') !== 'off') {
+    problems.push(
+      `serving.onMiss: "${spec.serving!.onMiss}" scores a missing key as one plain [batch, features] tensor, which ${where} (inputs, text, int32/bool/float16) does not take: set it to "off"`,
+    );
+  }
   features.forEach((f, i) => {
     if (plan.targets[i]!.length > 0) f.targets = [...new Set(plan.targets[i])];
   });
