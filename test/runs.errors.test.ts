@@ -53,7 +53,8 @@ describe('bad input is refused with a clear error and nothing is published', () 
     {
       name: 'a non-numeric column',
       spec: jobSpec('good', 'lin@champion', 'feats', ['f0', 'f1', 'f2', 'segment']),
-      error: /source\.features\[3\]: column "segment" is text, not numeric/,
+      error:
+        /source\.features\[3\]: column "segment" is text but model lin v1 input "x" takes float32: a text column feeds only a string input/,
     },
     {
       name: 'a feature count that does not match the model',
