@@ -177,6 +177,21 @@ export const jobSchema = z
         path: ['table'],
       })
       .optional(),
+    /**
+     * Model input name -> the source.features columns it takes, in order ([batch, columns]); for
+     * models with several inputs (see models/inputs.ts). Without it a single-input model takes
+     * every feature.
+     */
+    inputs: z
+      .record(
+        z.string().min(1),
+        z
+          .array(z.string().min(1))
+          .min(1, 'must list at least one column')
+          .refine((c) => new Set(c).size === c.length, 'must not list a column twice'),
+      )
+      .refine((m) => Object.keys(m).length > 0, 'must map at least one model input')
+      .optional(),
     output: z
       .object({ score: z.string().min(1), label: z.string().min(1), outputs: z.string().min(1) })
       .partial()

@@ -17,7 +17,7 @@ import { encodeProfiles } from '../profile/codec.js';
 import { ChunkProfiler } from '../profile/profile.js';
 import { ChallengerWriter, type ChallengerReject } from '../sink/challengers.js';
 import { PredictionWriter } from '../sink/writer.js';
-import { featureValues, keyColumn } from '../source/arrow.js';
+import { featureValues, keyColumn, textColumns } from '../source/arrow.js';
 import type { FeatureStats, Reject } from '../source/decode.js';
 import { readChunk } from '../source/reader.js';
 
@@ -117,7 +117,7 @@ export async function executeChunk(
       job.spec.monitor?.profile === false
         ? null
         : new ChunkProfiler(
-            job.features.map((f) => f.name),
+            job.features.filter((f) => f.wire !== 'text').map((f) => f.name),
             job.mapping,
           );
 
@@ -129,7 +129,11 @@ export async function executeChunk(
     const score = (batch: RecordBatch): Pending | null => {
       if (batch.numRows === 0) return null;
       const features = featureValues(batch);
-      const common = { rows: batch.numRows, width: job.features.length };
+      const common = {
+        rows: batch.numRows,
+        width: job.features.filter((f) => f.wire !== 'text').length,
+        ...(job.feeds ? { feeds: job.feeds, text: textColumns(batch) } : {}),
+      };
       // Challengers get copies: the champion's task takes the batch's own buffer (transferred).
       const others = challengers.map((c, i) =>
         inference.runTimed({
