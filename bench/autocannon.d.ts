@@ -1,6 +1,6 @@
 // The few parts of autocannon's API the API benchmark uses (the package ships no types).
 declare module 'autocannon' {
-  interface Request {
+  export interface Request {
     method?: string;
     path?: string;
     headers?: Record<string, string>;
@@ -13,7 +13,13 @@ declare module 'autocannon' {
     pipelining?: number;
     method?: string;
     headers?: Record<string, string>;
-    requests?: { method?: string; path?: string; setupRequest?: (req: Request) => Request }[];
+    requests?: {
+      method?: string;
+      path?: string;
+      // The context is per connection: what setupRequest stores there, onResponse reads.
+      setupRequest?: (req: Request, context: Record<string, unknown>) => Request;
+      onResponse?: (status: number, body: string, context: Record<string, unknown>) => void;
+    }[];
   }
   interface Histogram {
     average: number;
@@ -32,5 +38,9 @@ declare module 'autocannon' {
     '2xx': number;
     duration: number;
   }
+  export interface Instance {
+    stop(): void;
+  }
   export default function autocannon(options: Options): Promise<Result>;
+  export default function autocannon(options: Options, done: (err: Error | null, result: Result) => void): Instance;
 }

@@ -14,6 +14,7 @@ import { TokenCache, type AuthMode } from './auth.js';
 import { readiness } from './health.js';
 import { Listener } from './listener.js';
 import { Lookup, type StoredPrediction } from './lookup.js';
+import { RunCache, type MemoryRun } from './memory.js';
 import { batchJson, predictionJson } from './serialize.js';
 import { ApiMetrics } from './metrics.js';
 import { ServingPointers, type Pointer } from './pointers.js';
@@ -54,6 +55,14 @@ export interface ApiOptions {
   maxBulkKeys?: number;
   /** A request whose headers and body have not arrived within this long is cut off (default 10,000). */
   requestTimeoutMs?: number;
+  /**
+   * Bytes of published predictions kept in memory (default 0: off; `prescore serve` turns it
+   * on). The newest run of each job and every run a publish or rollback names are loaded in
+   * the background; least recently used runs go first when the budget is full.
+   */
+  cacheBytes?: number;
+  /** Rows per page query while loading a run into memory (default 20,000). */
+  cachePageRows?: number;
   /** The job files, for the dashboard's `GET /v1/jobs` (without it: the jobs with published runs). */
   jobs?: JobsProvider;
   /** POST /v1/score: micro-batching, limits, inference threads, and how long a resolved model alias answers. */
@@ -67,6 +76,8 @@ export interface Api {
   /** Every route of `app`, as registered: what the auth tests enumerate. */
   routes: RouteInfo[];
   pointers: ServingPointers;
+  /** The runs held in memory. */
+  cache: RunCache;
   tokens: TokenCache;
   listener: Listener;
   /** Stops listening (both apps), drains in-flight requests, closes the LISTEN connection. Idempotent. */
@@ -96,7 +107,55 @@ const ROUTES: [RegExp, string][] = [
 export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}): Promise<Api> {
   const bodyLimit = options.bodyLimitBytes ?? 1024 * 1024;
   const limits: Limits = { maxKeys: options.maxKeys ?? 1000, maxKeyBytes: options.maxKeyBytes ?? 512 };
-  const pointers = new ServingPointers(pool, log);
+  const cache = new RunCache(pool, log, {
+    budgetBytes: options.cacheBytes ?? 0,
+    pageRows: options.cachePageRows,
+    onLoad: (outcome) => metrics.cacheLoad(outcome),
+  });
+  // Runs a publish or rollback announced: loaded into memory once the pointers name them.
+  const announced = new Set<string>();
+  const pointers = new ServingPointers(pool, log, () => {
+    if (!cache.enabled) return;
+    cache.retain((runId) => pointers.serves(runId));
+    for (const runId of [...pointers.newestRuns(), ...announced]) if (pointers.serves(runId)) cache.want(runId);
+    announced.clear();
+  });
+  /*
+   * When memory may answer. A run's copy is right for that run forever; what can be wrong is
+   * the choice of run, which is the pointer map's. So memory answers a job only while that map
+   * is as fresh as LISTEN can make it: the LISTEN connection is up and a full reload followed
+   * its last (re)connect; no reload of the job is pending since a publish, rollback or retention
+   * notification named it (from the moment the notification arrives, the job's requests go to
+   * PostgreSQL until the new pointers are in); and the job's last reload did not fail.
+   */
+  let reconnected = false;
+  let holdAll = 0;
+  const holds = new Map<string, number>();
+  const stale = new Set<string>();
+  function hold(job: string | undefined): Promise<void> {
+    if (job === undefined) holdAll++;
+    else holds.set(job, (holds.get(job) ?? 0) + 1);
+    return pointers
+      .reload(job)
+      .then(
+        () => {
+          if (job === undefined) stale.clear();
+          else stale.delete(job);
+        },
+        () => {
+          if (job === undefined) reconnected = false;
+          else stale.add(job);
+        },
+      )
+      .finally(() => {
+        if (job === undefined) holdAll--;
+        else {
+          const n = holds.get(job)! - 1;
+          if (n === 0) holds.delete(job);
+          else holds.set(job, n);
+        }
+      });
+  }
   const tokens = new TokenCache(pool, log, options.auth);
   const listener = new Listener({
     connection: options.connection ?? (pool.options as pg.ClientConfig),
@@ -104,13 +163,42 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     log,
     onNotification: (channel, payload) => {
       if (channel === TOKENS_CHANNEL) tokens.reload().catch(() => undefined);
-      else pointers.reload(publishedJob(payload)).catch(() => undefined);
+      else {
+        const published = parsePublished(payload);
+        if (published.runId) announced.add(published.runId);
+        void hold(published.job);
+      }
     },
     onConnect: async () => {
+      // Whatever was announced while nobody listened is found only by this full reload.
+      reconnected = false;
       await Promise.all([pointers.reload(), tokens.reload()]);
+      reconnected = true;
+      stale.clear();
     },
   });
-  const metrics = new ApiMetrics(pointers, { listening: () => listener.connected }, options);
+  /** The run's copy in memory, when memory may answer for the pointer's job (see above). */
+  function memoryFor(pointer: Pointer): MemoryRun | undefined {
+    if (!cache.enabled || !reconnected || holdAll > 0 || !listener.connected) return undefined;
+    if (holds.size > 0 && holds.has(pointer.job)) return undefined;
+    if (stale.size > 0 && stale.has(pointer.job)) return undefined;
+    return cache.get(pointer.runId);
+  }
+  /** The rows of `keys` in the pointer's run: from memory when it may answer, else PostgreSQL. */
+  function find(pointer: Pointer, keys: string[]): Promise<Map<string, StoredPrediction>> {
+    const memory = memoryFor(pointer);
+    if (memory) {
+      metrics.cacheHits(keys.length);
+      if (keys.length <= POINT_KEYS) return Promise.resolve(memory.find(keys));
+      // A batch from memory never waits on I/O: without this turn of the event loop, the
+      // batches admitted one after another would run back to back while GETs wait (measured:
+      // 10 GET connections beside 100 POSTing 1000 keys, p50 from 0 to 560 ms).
+      return new Promise((resolve) => setImmediate(() => resolve(memory.find(keys))));
+    }
+    if (cache.enabled) metrics.cacheMisses(keys.length);
+    return lookup.find(pointer.runId, keys);
+  }
+  const metrics = new ApiMetrics(pointers, { listening: () => listener.connected }, { ...options, cache });
   const lookupTimeoutMs = options.lookupTimeoutMs ?? 3000;
   const maxQueuedKeys = options.maxQueuedKeys ?? 200_000;
   const admission = new Admission(options.maxBulkKeys ?? 1000, maxQueuedKeys, lookupTimeoutMs);
@@ -143,7 +231,7 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     let pointer = first;
     try {
       for (let attempt = 0; ; attempt++) {
-        const rows = await lookup.find(pointer.runId, keys);
+        const rows = await find(pointer, keys);
         if (attempt === 2 || keys.every((k) => rows.has(k))) return { pointer, rows };
         // Missing keys: genuine, unless a publish replaced (and may have dropped) this run after
         // the request resolved it. Then the whole request is answered again from the new run.
@@ -189,12 +277,21 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     '/v1/predictions/:job/:key',
     async (request, reply) => {
       const { job, key, asOf, latestBefore } = parsePredictionGet(request.params, request.query, limits);
-      const { pointer, rows } = await answer(pointerFor(job, asOf, latestBefore), [key]);
+      const first = pointerFor(job, asOf, latestBefore);
+      // The hot path: the run is in memory and has the key.
+      const hit = memoryFor(first)?.get(key);
+      if (hit) {
+        metrics.cacheHits(1);
+        metrics.hits(job, 1);
+        return reply.type(JSON_TYPE).send(predictionJson(first, key, hit));
+      }
+      const { pointer, rows } = await answer(first, [key]);
       const row = rows.get(key);
       if (!row) {
         metrics.misses(job, 1);
-        // One indexed probe, misses only.
-        const rejected = await rejectReason(pool, pointer.runId, key).catch(() => undefined);
+        // One indexed probe, misses only (none when the run is in memory).
+        const memory = memoryFor(pointer);
+        const rejected = memory ? memory.rejected(key) : await rejectReason(pool, pointer.runId, key).catch(() => undefined);
         return sendMissingKey(reply, job, key, pointer.date, rejected);
       }
       metrics.hits(job, 1);
@@ -282,6 +379,7 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     ops,
     routes,
     pointers,
+    cache,
     tokens,
     listener,
     close: () =>
@@ -290,6 +388,7 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
         await Promise.all([app.close(), ops.close()]);
         // Handlers of clients that hung up may still be running: they end before the pool does.
         await lookup.close();
+        await cache.close();
         await score.close();
         await listener.close();
         await Promise.all([pointers.idle(), tokens.idle()]);
@@ -297,12 +396,18 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
   };
 }
 
-/** The job named by a publish notification ({job, date, runId}); undefined reloads every job. */
-function publishedJob(payload: string): string | undefined {
+/**
+ * The job and run named by a publish notification ({job, date, runId}; retention sends a null
+ * date and run). No job: every job is reloaded.
+ */
+function parsePublished(payload: string): { job: string | undefined; runId: string | undefined } {
   try {
-    const job = (JSON.parse(payload) as { job?: unknown }).job;
-    return typeof job === 'string' ? job : undefined;
+    const { job, runId } = JSON.parse(payload) as { job?: unknown; runId?: unknown };
+    return {
+      job: typeof job === 'string' ? job : undefined,
+      runId: typeof runId === 'string' && /^[1-9]\d{0,18}$/.test(runId) ? runId : undefined,
+    };
   } catch {
-    return undefined;
+    return { job: undefined, runId: undefined };
   }
 }

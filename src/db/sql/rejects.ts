@@ -65,3 +65,12 @@ export function bundleRejectsQuery(runId: string): string {
   return `SELECT DISTINCT ON (key COLLATE "C") key, reason FROM prescore.rejects
            WHERE run_id = ${runId} AND key IS NOT NULL ORDER BY key COLLATE "C", reason`;
 }
+
+/** Every keyed reject of a run with its reason, for the API's in-memory copy of a run. */
+export async function rejectsOfRun(db: Queryable, runId: string): Promise<{ key: string; reason: string }[]> {
+  const { rows } = await db.query<{ key: string; reason: string }>(
+    'SELECT key, reason FROM prescore.rejects WHERE run_id = $1::bigint AND key IS NOT NULL',
+    [runId],
+  );
+  return rows;
+}
