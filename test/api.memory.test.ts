@@ -164,6 +164,44 @@ describe('runs held in memory', () => {
       await two.close();
     }
   });
+  test('while the LISTEN connection is down memory does not answer; after it is back, the reloaded pointer does', async () => {
+    const server = fromMemory;
+    await loaded(server, [runs.d2!]);
+    const misses = () => metric(server.base, 'prescore_api_cache_misses_total');
+    const before = await misses();
+    await request(server.base, '/v1/predictions/mem-lin/77');
+    assert.equal(await misses(), before, 'answered from memory while listening');
+    await db.pool.query(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        WHERE application_name = 'prescore-api-test-listen' AND datname = current_database() AND pid <> pg_backend_pid()`,
+    );
+    // Both APIs are deaf now. A pointer moved without anyone hearing of it: D2 to the run of D1.
+    await db.pool.query('UPDATE prescore.serving SET run_id = $1 WHERE job = $2 AND date = $3', [runs.d1, 'mem-lin', D2]);
+    const started = Date.now();
+    while (server.api.listener.connected && Date.now() - started < 5000) await sleep(5);
+    if (!server.api.listener.connected) {
+      const r = await request<Item>(server.base, '/v1/predictions/mem-lin/77');
+      assert.equal(r.status, 200);
+      assert.equal(await misses(), before + 1, 'deaf: answered from PostgreSQL');
+    }
+    // Reconnected: the full reload finds the moved pointer before memory answers again.
+    let runId = '';
+    while (Date.now() - started < 8000) {
+      runId = (await request<Item>(server.base, `/v1/predictions/mem-lin/77?asOf=${D2}`)).body.runId;
+      if (runId === runs.d1) break;
+      await sleep(20);
+    }
+    assert.equal(runId, runs.d1, 'the moved pointer is served after the reconnect');
+    await loaded(server, [runs.d1!]);
+    const hits = await metric(server.base, 'prescore_api_cache_hits_total');
+    await request(server.base, `/v1/predictions/mem-lin/77?asOf=${D2}`);
+    assert.equal(await metric(server.base, 'prescore_api_cache_hits_total'), hits + 1, 'memory answers again');
+    // Put it back, announced, for the tests after this one.
+    await withTransaction(db.pool, async (c) => {
+      await swapPointer(c, 'mem-lin', D2, runs.d2!);
+      await notifyPublished(c, 'mem-lin', D2, runs.d2!);
+    });
+  });
 });
 
 /**
