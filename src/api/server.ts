@@ -112,13 +112,18 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     pageRows: options.cachePageRows,
     onLoad: (outcome) => metrics.cacheLoad(outcome),
   });
-  // Runs a publish or rollback announced: loaded into memory once the pointers name them.
-  const announced = new Set<string>();
-  const pointers = new ServingPointers(pool, log, () => {
+  // Runs a publish or rollback announced (run id → job): loaded into memory once a reload of
+  // their job's pointers names them.
+  const announced = new Map<string, string>();
+  const pointers = new ServingPointers(pool, log, (jobs) => {
     if (!cache.enabled) return;
     cache.retain((runId) => pointers.serves(runId));
-    for (const runId of [...pointers.newestRuns(), ...announced]) if (pointers.serves(runId)) cache.want(runId);
-    announced.clear();
+    for (const runId of pointers.newestRuns()) cache.want(runId);
+    for (const [runId, job] of announced) {
+      if (jobs && !jobs.includes(job)) continue;
+      announced.delete(runId);
+      if (pointers.serves(runId)) cache.want(runId);
+    }
   });
   /*
    * When memory may answer. A run's copy is right for that run forever; what can be wrong is
@@ -165,7 +170,7 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
       if (channel === TOKENS_CHANNEL) tokens.reload().catch(() => undefined);
       else {
         const published = parsePublished(payload);
-        if (published.runId) announced.add(published.runId);
+        if (published.runId && published.job && cache.enabled) announced.set(published.runId, published.job);
         void hold(published.job);
       }
     },
