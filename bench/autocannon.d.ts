@@ -1,6 +1,6 @@
 // The few parts of autocannon's API the API benchmark uses (the package ships no types).
 declare module 'autocannon' {
-  interface Request {
+  export interface Request {
     method?: string;
     path?: string;
     headers?: Record<string, string>;
@@ -18,9 +18,10 @@ declare module 'autocannon' {
       path?: string;
       headers?: Record<string, string>;
       body?: string;
-      setupRequest?: (req: Request) => Request;
+      // The context is per connection: what setupRequest stores there, onResponse reads.
+      setupRequest?: (req: Request, context: Record<string, unknown>) => Request;
       /** Called with every response's status and body (as text). */
-      onResponse?: (status: number, body: string) => void;
+      onResponse?: (status: number, body: string, context: Record<string, unknown>) => void;
     }[];
   }
   interface Histogram {
@@ -40,5 +41,9 @@ declare module 'autocannon' {
     '2xx': number;
     duration: number;
   }
+  export interface Instance {
+    stop(): void;
+  }
   export default function autocannon(options: Options): Promise<Result>;
+  export default function autocannon(options: Options, done: (err: Error | null, result: Result) => void): Instance;
 }

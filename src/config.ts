@@ -24,6 +24,7 @@ const schema = z.object({
   PRESCORE_LOCK_SECONDS: z.coerce.number().int().min(2).max(3600).default(30),
   PRESCORE_API_AUTH: z.enum(['auto', 'token', 'none']).default('auto'),
   PRESCORE_API_TIMEOUT_MS: z.coerce.number().int().min(50).max(600_000).default(3000),
+  PRESCORE_API_CACHE_MB: z.coerce.number().int().min(0).max(1_048_576).default(256),
   PRESCORE_NOTIFY_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
   PRESCORE_NOTIFY_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(5),
   PRESCORE_NOTIFY_BACKOFF_MS: z.coerce.number().int().min(10).max(3_600_000).default(2000),
@@ -58,6 +59,8 @@ export interface Config {
   apiAuth: 'auto' | 'token' | 'none';
   /** The read API's bound on one lookup: connection checkout, query and queue (then 503). */
   apiTimeoutMs: number;
+  /** MiB of published predictions `prescore serve` keeps in memory (0: off). */
+  apiCacheMb: number;
   notify: NotifyConfig;
 }
 
@@ -102,6 +105,7 @@ export function resolveConfig(env: Record<string, string | undefined> = process.
     queuePrefix: c.PRESCORE_QUEUE_PREFIX,
     apiAuth: c.PRESCORE_API_AUTH,
     apiTimeoutMs: c.PRESCORE_API_TIMEOUT_MS,
+    apiCacheMb: c.PRESCORE_API_CACHE_MB,
     notify: {
       timeoutMs: c.PRESCORE_NOTIFY_TIMEOUT_MS,
       attempts: c.PRESCORE_NOTIFY_ATTEMPTS,

@@ -53,7 +53,8 @@ describe('bad input is refused with a clear error and nothing is published', () 
     {
       name: 'a non-numeric column',
       spec: jobSpec('good', 'lin@champion', 'feats', ['f0', 'f1', 'f2', 'segment']),
-      error: /source\.features\[3\]: column "segment" is text, not numeric/,
+      error:
+        /source\.features\[3\]: column "segment" is text but model lin v1 input "x" takes float32: a text column feeds only a string input/,
     },
     {
       name: 'a feature count that does not match the model',
@@ -102,10 +103,10 @@ describe('bad input is refused with a clear error and nothing is published', () 
     assert.equal(rows.rowCount, 0);
   });
 
-  test('a classifier exported with ZipMap is refused with what to do', async () => {
-    const r = await cli(db, ['models', 'register', 'zm', path.join(MODELS_DIR, 'zipmap.onnx')]);
+  test('a ZipMap classifier whose rewrite would be ambiguous is refused with what to do', async () => {
+    const r = await cli(db, ['models', 'register', 'zm', path.join(MODELS_DIR, 'zipmap-shared-input.onnx')]);
     assert.equal(r.code, 2);
-    assert.match(r.lastError, /output "output_probability" is not a tensor .*export it without ZipMap/);
+    assert.match(r.lastError, /output "output_probability": .* also feeds node .*export the classifier without ZipMap/);
   });
 
   test('a table name that smuggles SQL is refused, not executed', async () => {

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { RunCache } from './memory.js';
 import type { ServingPointers } from './pointers.js';
 
 type HttpLabels = 'route' | 'method' | 'status';
@@ -18,9 +19,16 @@ export class ApiMetrics {
   private readonly missQueries: Histogram<'prescore_job'>;
   private readonly lateEnqueuedTotal: Counter<'prescore_job'>;
   private readonly lateAnswersTotal: Counter<'prescore_job'>;
+  private readonly cacheHitsTotal: Counter;
+  private readonly cacheMissesTotal: Counter;
+  private readonly cacheLoads: Counter<'outcome'>;
   private readonly children = new Map<string, { count: Counter.Internal; seconds: Histogram.Internal<HttpLabels> }>();
 
-  constructor(pointers: ServingPointers, state: { listening(): boolean }, options: { processMetrics?: boolean } = {}) {
+  constructor(
+    pointers: ServingPointers,
+    state: { listening(): boolean },
+    options: { processMetrics?: boolean; cache?: RunCache } = {},
+  ) {
     const registers = [this.registry];
     this.requests = new Counter({
       name: 'prescore_http_requests_total',
@@ -104,6 +112,47 @@ export class ApiMetrics {
         this.set(pointers.loadedAt / 1000);
       },
     });
+    this.cacheHitsTotal = new Counter({
+      name: 'prescore_api_cache_hits_total',
+      help: 'keys answered from a run held in memory',
+      registers,
+    });
+    this.cacheMissesTotal = new Counter({
+      name: 'prescore_api_cache_misses_total',
+      help: 'keys answered from PostgreSQL while the memory cache is on (their run not loaded yet, too large, or its pointer being reloaded)',
+      registers,
+    });
+    this.cacheLoads = new Counter({
+      name: 'prescore_api_cache_loads_total',
+      help: 'runs read into memory, by outcome: loaded, too-large (over the budget), gone (dropped or replaced while loading), failed',
+      labelNames: ['outcome'],
+      registers,
+    });
+    const cache = options.cache;
+    new Gauge({
+      name: 'prescore_api_cache_bytes',
+      help: 'bytes of predictions held in memory (estimated from the arrays and keys)',
+      registers,
+      collect() {
+        this.set(cache?.bytes ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'prescore_api_cache_budget_bytes',
+      help: 'the memory budget for runs (serve --cache-mb); 0: the cache is off',
+      registers,
+      collect() {
+        this.set(cache?.budgetBytes ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'prescore_api_cache_runs',
+      help: 'runs held in memory',
+      registers,
+      collect() {
+        this.set(cache?.size ?? 0);
+      },
+    });
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'prescore_' });
   }
 
@@ -121,6 +170,18 @@ export class ApiMetrics {
 
   lookupQuery(keys: number): void {
     this.batchKeys.observe(keys);
+  }
+
+  cacheHits(n: number): void {
+    this.cacheHitsTotal.inc(n);
+  }
+
+  cacheMisses(n: number): void {
+    this.cacheMissesTotal.inc(n);
+  }
+
+  cacheLoad(outcome: string): void {
+    this.cacheLoads.inc({ outcome });
   }
 
   hits(job: string, n: number): void {

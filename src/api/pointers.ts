@@ -60,13 +60,27 @@ export class ServingPointers {
   private draining = false;
   private drained: Promise<void> = Promise.resolve();
   private readonly checking = new Map<string, Promise<Pointer | undefined>>();
+  /** The run ids some pointer names, rebuilt on every reload. */
+  private serving = new Set<string>();
   /** ms since the epoch of the last successful full load. */
   loadedAt = 0;
 
   constructor(
     private readonly pool: Pool,
     private readonly log: Logger,
+    /** Told after every successful reload, with the jobs it read (undefined: all). */
+    private readonly onReloaded?: (jobs: string[] | undefined) => void,
   ) {}
+
+  /** Whether some (job, date) is answered by this run now, as far as this map knows. */
+  serves(runId: string): boolean {
+    return this.serving.has(runId);
+  }
+
+  /** The run serving each job's newest date. */
+  newestRuns(): string[] {
+    return [...this.jobs.values()].map((j) => j.newest.runId);
+  }
 
   /** The pointer a request uses: the date's run, or the newest date's; undefined when none. */
   /**
@@ -145,14 +159,15 @@ export class ServingPointers {
     while (this.wantAll || this.wantJobs.size > 0) {
       const waiters = this.waiters;
       this.waiters = [];
+      const all = this.wantAll;
+      const jobs = [...this.wantJobs];
       try {
-        if (this.wantAll) {
+        if (all) {
           this.wantAll = false;
           this.wantJobs.clear();
           this.jobs = group(await loadPointers(this.pool));
           this.loadedAt = Date.now();
         } else {
-          const jobs = [...this.wantJobs];
           this.wantJobs.clear();
           const loaded = group(await loadPointers(this.pool, jobs));
           for (const job of jobs) {
@@ -160,6 +175,13 @@ export class ServingPointers {
             if (j) this.jobs.set(job, j);
             else this.jobs.delete(job);
           }
+        }
+        this.serving = new Set([...this.jobs.values()].flatMap((j) => [...j.byDate.values()].map((p) => p.runId)));
+        const reloaded = all ? undefined : jobs;
+        try {
+          this.onReloaded?.(reloaded);
+        } catch (err) {
+          this.log.warn({ err: errorMessage(err) }, 'after reloading the serving pointers');
         }
         for (const w of waiters) w.resolve();
       } catch (err) {

@@ -28,6 +28,7 @@ export function backfillCommand(program: Command): void {
     .requiredOption('--to <date>', 'last date YYYY-MM-DD (inclusive)')
     .option('--concurrency <n>', 'runs in flight at once (1 to 64)', integer('--concurrency', 1, 64), 2)
     .option('--force', 'also re-score dates that are already published')
+    .option('--full', 'an incremental job: score every row of each date, carrying nothing over')
     .option('--dry-run', 'print the dates, row counts and chunk counts, run nothing')
     .option('--local', 'score in this process instead of handing runs to `prescore worker`s')
     .option(
@@ -43,6 +44,7 @@ export function backfillCommand(program: Command): void {
           to: string;
           concurrency: number;
           force?: boolean;
+          full?: boolean;
           dryRun?: boolean;
           local?: boolean;
           status?: boolean;
@@ -73,7 +75,7 @@ export function backfillCommand(program: Command): void {
             return;
           }
           const job = await resolveJob(db.pool, loadJob(config.jobsDir, name));
-          const options = { force: Boolean(opts.force), published: await publishedSet(db.pool, name) };
+          const options = { force: Boolean(opts.force), full: Boolean(opts.full), published: await publishedSet(db.pool, name) };
           if (opts.dryRun) {
             const plan = await backfillPlan(db.pool, job, dates, options);
             printTable(

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import type { Command } from 'commander';
 import { InputError } from '../errors.js';
-import { listModels, promoteModel, registerModel } from '../models/registry.js';
+import { listModels, promoteModel, registerModel, resolveModel, type ModelVersion } from '../models/registry.js';
 import { printJson, printTable, withContext } from './context.js';
 
 function positiveInt(value: string, flag: string): number {
@@ -26,6 +26,7 @@ export function modelsCommands(program: Command): void {
         process.stdout.write(
           `${r.created ? 'registered' : 'already registered'} ${name} v${r.version} (sha256 ${r.sha256.slice(0, 12)}; ${io})` +
             (opts.alias ? `, alias ${opts.alias}` : '') +
+            (r.rewrite ? `; rewritten from sha256 ${r.rewrite.from.slice(0, 12)}: ${r.rewrite.note}` : '') +
             '\n',
         );
       });
@@ -39,7 +40,7 @@ export function modelsCommands(program: Command): void {
         const list = await listModels(db.pool, name);
         if (opts.json) return printJson(list);
         printTable(
-          ['NAME', 'VERSION', 'ALIASES', 'SHA256', 'INPUTS', 'OUTPUTS', 'CREATED'],
+          ['NAME', 'VERSION', 'ALIASES', 'SHA256', 'INPUTS', 'OUTPUTS', 'REWRITTEN', 'CREATED'],
           list.map((m) => [
             m.name,
             m.version,
@@ -47,9 +48,22 @@ export function modelsCommands(program: Command): void {
             m.sha256.slice(0, 12),
             m.signature.inputs.map((i) => `${i.name}[${i.shape.map((d) => d ?? '?').join(',')}]`).join(' '),
             m.signature.outputs.map((o) => o.name).join(' '),
+            m.rewrite ? `from ${m.rewrite.from.slice(0, 12)}` : null,
             m.createdAt.slice(0, 19),
           ]),
         );
+      });
+    });
+  models
+    .command('show <ref>')
+    .description('one model version (name@version or name@alias): signature, aliases, rewrite')
+    .option('--json', 'machine-readable output')
+    .action(async (ref: string, opts: { json?: boolean }) => {
+      await withContext(async ({ db }) => {
+        const pinned = await resolveModel(db.pool, ref);
+        const m = (await listModels(db.pool, pinned.name)).find((v) => v.version === pinned.version)!;
+        if (opts.json) return printJson(m);
+        process.stdout.write(describeModel(m));
       });
     });
   models
@@ -63,4 +77,18 @@ export function modelsCommands(program: Command): void {
         process.stdout.write(`${name}@${opts.alias} -> v${v}\n`);
       });
     });
+}
+
+function describeModel(m: ModelVersion): string {
+  const t = (s: { name: string; type: string; shape: (number | null)[] }) =>
+    `${s.name}: ${s.type}[${s.shape.map((d) => d ?? '?').join(',')}]`;
+  return [
+    `${m.name} v${m.version}${m.aliases.length ? ` (${m.aliases.join(', ')})` : ''}`,
+    `  sha256   ${m.sha256}`,
+    ...(m.rewrite ? [`  rewritten from sha256 ${m.rewrite.from}: ${m.rewrite.note}`] : []),
+    ...m.signature.inputs.map((i) => `  input    ${t(i)}`),
+    ...m.signature.outputs.map((o) => `  output   ${t(o)}`),
+    `  created  ${m.createdAt}`,
+    '',
+  ].join('\n');
 }

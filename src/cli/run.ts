@@ -20,7 +20,10 @@ export function summary(run: RunInfo): string {
   return (
     `run ${run.id} ${run.status}: ${run.job} ${run.date}, model ${run.modelName} v${run.modelVersion}, ` +
     `${formatCount(run.rowsRead)} read, ${formatCount(run.rowsWritten)} written, ${formatCount(run.rowsRejected)} rejected, ` +
-    `${secs} s (${formatCount(run.rowsPerSecond ?? 0)} rows/s)`
+    `${secs} s (${formatCount(run.rowsPerSecond ?? 0)} rows/s)` +
+    (run.rowsCarried > 0
+      ? `, ${formatCount(run.rowsCarried)} of the rows read carried over from run ${String(run.incremental?.baseRunId ?? '?')}`
+      : '')
   );
 }
 
@@ -52,6 +55,7 @@ export function runCommand(program: Command): void {
       '--wait-for-workers',
       'with --queue: when no worker listens on the queue, keep waiting for one (default: exit 3 after a few seconds, the run left queued)',
     )
+    .option('--full', 'an incremental job: score every row, carrying nothing over from the previous run')
     .option('--json', 'print the run as `runs show --json` does')
     .option(
       '--sample <n>',
@@ -69,6 +73,7 @@ export function runCommand(program: Command): void {
           waitForWorkers?: boolean;
           json?: boolean;
           sample?: number;
+          full?: boolean;
         },
       ) => {
         await withContext(
@@ -104,7 +109,7 @@ export function runCommand(program: Command): void {
                 async (enqueue) => {
                   let id: string;
                   try {
-                    id = (await planRun(db.pool, await resolveJob(db.pool, job), date, 'cli')).runId;
+                    id = (await planRun(db.pool, await resolveJob(db.pool, job), date, 'cli', { full: opts.full })).runId;
                   } catch (err) {
                     // Another trigger got there first: follow that run instead of starting a second.
                     if (!(err instanceof ActiveRunError)) throw err;
@@ -135,6 +140,7 @@ export function runCommand(program: Command): void {
                 runLocally(db.pool, inference, log, job, {
                   date,
                   concurrency,
+                  full: opts.full,
                   onProgress: (p) => bar.update(p),
                   onPlanned: (id) => {
                     runs.add(id);

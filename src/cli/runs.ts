@@ -82,7 +82,9 @@ export function runsCommands(program: Command): void {
           role: m.slot === 0 ? 'champion' : 'challenger',
         }));
         if (opts.json) return printJson({ ...run, rejectsByReason, models });
-        for (const [k, v] of Object.entries(run)) process.stdout.write(`${k.padEnd(14)} ${v ?? '-'}\n`);
+        for (const [k, v] of Object.entries(run)) {
+          process.stdout.write(`${k.padEnd(14)} ${v !== null && typeof v === 'object' ? JSON.stringify(v) : (v ?? '-')}\n`);
+        }
         for (const [reason, n] of Object.entries(rejectsByReason)) {
           process.stdout.write(`${'rejected'.padEnd(14)} ${formatCount(n)} × ${reason}\n`);
         }

@@ -51,6 +51,7 @@ interface ServeOptions {
   opsHost: string;
   auth: boolean;
   scoreBatchMs: number;
+  cacheMb?: number;
   bundle?: string;
 }
 
@@ -59,7 +60,7 @@ export function serveCommand(program: Command): void {
     .command('serve')
     .description(
       'serve published predictions over HTTP (GET/POST /v1/predictions, /healthz, /readyz, /metrics) and the dashboard at /ui\n' +
-        'env: DATABASE_URL, REDIS_URL (enqueue on miss), PRESCORE_API_AUTH (auto|token|none), PRESCORE_API_TIMEOUT_MS',
+        'env: DATABASE_URL, REDIS_URL (enqueue on miss), PRESCORE_API_AUTH (auto|token|none), PRESCORE_API_TIMEOUT_MS, PRESCORE_API_CACHE_MB',
     )
     .option('--port <port>', 'TCP port (0: any free port)', integer('--port', 0, 65535), 8080)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
@@ -75,6 +76,11 @@ export function serveCommand(program: Command): void {
       'POST /v1/score: how long sent rows wait to share one inference call (0: one call per request)',
       integer('--score-batch-ms', 0, 1000),
       1,
+    )
+    .option(
+      '--cache-mb <mib>',
+      'MiB of published predictions kept in memory: the newest run of each job and every newly published one (0: off; default PRESCORE_API_CACHE_MB or 256)',
+      integer('--cache-mb', 0, 1_048_576),
     )
     .option('--bundle <dir>', 'serve an exported bundle (prescore export --out DIR) instead: no database')
     .action(async (opts: ServeOptions) => {
@@ -93,6 +99,7 @@ export function serveCommand(program: Command): void {
           evaluation: evaluationProvider(db.pool, config.jobsDir),
           variants: { jobsDir: config.jobsDir },
           score: { batchWindowMs: opts.scoreBatchMs },
+          cacheBytes: (opts.cacheMb ?? config.apiCacheMb) * 1024 * 1024,
           // The workers' queue, opened on the first miss of a job that enqueues on miss.
           late: { backend: queueBackend(config, db.url) },
         });

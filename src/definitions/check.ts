@@ -7,16 +7,20 @@ import type { ColumnProfile } from '../profile/profile.js';
 import { resolveOutputMapping, type OutputMapping } from '../models/output.js';
 import { resolveModel, type PinnedModel } from '../models/registry.js';
 import { NUMERIC_INPUT_TYPES, type InputType } from '../models/signature.js';
+import { incrementalProblems } from './incremental.js';
+import { carrierFor, columnKind, needsFeeds, planFeeds, sameInputs, type Feed, type FeedType } from '../models/inputs.js';
 import type { JobFile } from './load.js';
 import type { JobSpec } from './schema.js';
 
 /** How a feature column travels through binary COPY: the SQL cast and its wire width. */
-export type WireType = 'float4' | 'float8' | 'int8';
+export type WireType = 'float4' | 'float8' | 'int8' | 'bool' | 'text';
 
 export interface ResolvedFeature {
   name: string;
   pgType: string;
   wire: WireType;
+  /** The input dtypes its values must fit (feeds only, see models/inputs.ts). */
+  targets?: FeedType[];
 }
 
 /**
@@ -37,6 +41,16 @@ export interface ResolvedJob {
   model: PinnedModel;
   input: { name: string; type: InputType; batch: number | null };
   mapping: OutputMapping;
+  /**
+   * Set in the spec of an incremental run (runs/incremental.ts): its chunks read only the keys
+   * of its changed set; `nullKeys`: the source has rows with a NULL key, read by every run.
+   */
+  changedKeys?: { nullKeys: boolean };
+  /**
+   * Set when the model is not fed one plain [batch, features] tensor (several inputs, other
+   * dtypes, text): each input and its columns. `input.type` is then the matrix dtype.
+   */
+  feeds?: Feed[];
   /** The job's challengers, pinned at plan (absent in runs planned before challengers existed). */
   challengers?: ResolvedChallenger[];
 }
@@ -197,10 +211,13 @@ export async function resolveJob(pool: Pool, job: JobFile, options: { checkData?
     }
     spec.source.features.forEach((name, i) => {
       const col = columns!.get(name);
+      const kind = col ? columnKind(col.typname) : null;
       if (!col) problems.push(missing(`source.features[${i}]`, name));
-      else if (!NUMERIC_TYPES.has(col.typname)) {
+      else if (kind === 'bool' || kind === 'text') {
+        features.push({ name, pgType: col.typname, wire: kind });
+      } else if (!NUMERIC_TYPES.has(col.typname)) {
         problems.push(
-          `source.features[${i}]: column "${name}" is ${col.formatted}, not numeric (smallint, integer, bigint, real, double precision, numeric)`,
+          `source.features[${i}]: column "${name}" is ${col.formatted}, not numeric (smallint, integer, bigint, real, double precision, numeric), boolean or text`,
         );
       } else {
         features.push({ name, pgType: col.typname, wire: wireFor(col.typname, input?.type ?? 'float32') });
@@ -230,6 +247,8 @@ export async function resolveJob(pool: Pool, job: JobFile, options: { checkData?
   }
 
   if (columns && query !== null) problems.push(...missPathProblems(spec, columns));
+  if (columns) problems.push(...incrementalProblems(spec, columns));
+  const feeds = model && input && columns ? fitFeeds(model, spec, columns, features, input, problems) : undefined;
   problems.push(...(await baselineProblems(pool, spec)));
 
   if (problems.length > 0 || !model || !input || (!table && query === null) || !keyCol || !partKind) {
@@ -247,8 +266,53 @@ export async function resolveJob(pool: Pool, job: JobFile, options: { checkData?
     model,
     input,
     mapping,
+    ...(feeds ? { feeds } : {}),
     challengers,
   };
+}
+
+/**
+ * The model's inputs fed from the job's features (models/inputs.ts): sets each feature's wire and
+ * targets, and the shared batch dimension; undefined on the plain path, where a text column
+ * cannot go.
+ */
+function fitFeeds(
+  model: PinnedModel,
+  spec: JobSpec,
+  columns: Map<string, Column>,
+  features: ResolvedFeature[],
+  input: ResolvedJob['input'],
+  problems: string[],
+): Feed[] | undefined {
+  const where = `model ${model.name} v${model.version}`;
+  if (!needsFeeds(model.signature, spec.inputs)) {
+    features.forEach((f, i) => {
+      if (f.wire === 'text') {
+        problems.push(
+          `source.features[${i}]: column "${f.name}" is ${columns.get(f.name)!.formatted} but ${where} input "${input.name}" takes ${input.type}: a text column feeds only a string input (an in-graph ai.onnx.ml OneHotEncoder or LabelEncoder)`,
+        );
+      }
+    });
+    return undefined;
+  }
+  if (features.length !== spec.source.features.length) return undefined; // a missing column is already said
+  const plan = planFeeds(
+    model.signature,
+    where,
+    spec.inputs,
+    features.map((f) => ({ name: f.name, kind: columnKind(f.pgType)!, formatted: columns.get(f.name)!.formatted })),
+  );
+  problems.push(...plan.problems);
+  if ((spec.serving?.onMiss ?? 'off') !== 'off') {
+    problems.push(
+      `serving.onMiss: "${spec.serving!.onMiss}" scores a missing key as one plain [batch, features] tensor, which ${where} (inputs, text, int32/bool/float16) does not take: set it to "off"`,
+    );
+  }
+  features.forEach((f, i) => {
+    if (plan.targets[i]!.length > 0) f.targets = [...new Set(plan.targets[i])];
+  });
+  input.batch = plan.batch;
+  return plan.feeds;
 }
 
 /**
@@ -265,7 +329,10 @@ function fitModel(
   let input: ResolvedJob['input'] | undefined;
   const sig = model.signature;
   const where = `model ${model.name} v${model.version}`;
-  if (sig.inputs.length !== 1) {
+  if (needsFeeds(sig, spec.inputs)) {
+    // Checked against the columns in fitFeeds, once their types are known.
+    input = { name: sig.inputs[0]?.name ?? '', type: carrierFor(sig), batch: sig.inputs[0]?.shape[0] ?? null };
+  } else if (sig.inputs.length !== 1) {
     problems.push(
       `${field}: ${where} has ${sig.inputs.length} inputs (${sig.inputs.map((i) => i.name).join(', ')}); prescore feeds one [batch, features] tensor: export the model with a single input`,
     );
@@ -340,6 +407,13 @@ async function resolveChallengers(
     if (fit.input && championInput && fit.input.type !== championInput.type) {
       problems.push(
         `${field}: model ${model.name} v${model.version} takes ${fit.input.type} input but the champion takes ${championInput.type}: the chunk decodes its rows once, in the champion's dtype; export the challenger with a ${championInput.type} input (or score it as the champion of a job of its own)`,
+      );
+      continue;
+    }
+    const fed = champion && (needsFeeds(champion.signature, spec.inputs) || needsFeeds(model.signature, spec.inputs));
+    if (champion && fed && !sameInputs(champion.signature, model.signature)) {
+      problems.push(
+        `${field}: model ${model.name} v${model.version} has inputs ${model.signature.inputs.map((x) => `${x.name}:${x.type}`).join(', ')} but the champion has ${champion.signature.inputs.map((x) => `${x.name}:${x.type}`).join(', ')}: a challenger of a job with inputs is fed the champion's inputs, so it must take the same names, dtypes and shapes`,
       );
       continue;
     }

@@ -177,6 +177,21 @@ export const jobSchema = z
         path: ['table'],
       })
       .optional(),
+    /**
+     * Model input name -> the source.features columns it takes, in order ([batch, columns]); for
+     * models with several inputs (see models/inputs.ts). Without it a single-input model takes
+     * every feature.
+     */
+    inputs: z
+      .record(
+        z.string().min(1),
+        z
+          .array(z.string().min(1))
+          .min(1, 'must list at least one column')
+          .refine((c) => new Set(c).size === c.length, 'must not list a column twice'),
+      )
+      .refine((m) => Object.keys(m).length > 0, 'must map at least one model input')
+      .optional(),
     output: z
       .object({ score: z.string().min(1), label: z.string().min(1), outputs: z.string().min(1) })
       .partial()
@@ -212,6 +227,27 @@ export const jobSchema = z
     serving: z
       .object({ onMiss: z.enum(['off', 'compute', 'enqueue']).default('off'), split: splitSchema.optional() })
       .strict()
+      .optional(),
+    /**
+     * Incremental runs (src/runs/incremental.ts): score only the rows that changed since the
+     * previous published run of the job and carry the others over from it, in PostgreSQL.
+     * `changedSince`: a timestamp column of the source, set when a row's features change;
+     * `mode: "hash"`: a hash of each row's features, stored per run, compared with the previous.
+     */
+    incremental: z
+      .union(
+        [
+          z
+            .object({
+              changedSince: z.string().min(1),
+              /** Rows changed up to this long before the previous run began count as changed too (clock skew of writers). */
+              lookbackSeconds: z.number().int().min(0).max(86_400).default(0),
+            })
+            .strict(),
+          z.object({ mode: z.literal('hash') }).strict(),
+        ],
+        { error: 'must be {"changedSince": "<timestamp column>"} or {"mode": "hash"}' },
+      )
       .optional(),
     /** Webhooks POSTed a JSON event when a run fails, is held or is published (src/notify/). */
     notify: notify.optional(),

@@ -7,18 +7,26 @@ import onnxProto from 'onnx-proto';
 const { onnx } = onnxProto;
 
 export type Dim = number | string;
-export type ElemType = 'float32' | 'float64' | 'int64' | 'string';
+export type ElemType =
+  'float32' | 'float64' | 'int64' | 'string' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool' | 'float16' | 'uint64';
 
 const ELEM: Record<ElemType, number> = {
   float32: onnx.TensorProto.DataType.FLOAT,
   float64: onnx.TensorProto.DataType.DOUBLE,
   int64: onnx.TensorProto.DataType.INT64,
   string: onnx.TensorProto.DataType.STRING,
+  int32: onnx.TensorProto.DataType.INT32,
+  int16: onnx.TensorProto.DataType.INT16,
+  int8: onnx.TensorProto.DataType.INT8,
+  uint8: onnx.TensorProto.DataType.UINT8,
+  bool: onnx.TensorProto.DataType.BOOL,
+  float16: onnx.TensorProto.DataType.FLOAT16,
+  uint64: onnx.TensorProto.DataType.UINT64,
 };
 
 export interface ValueInfo {
   name: string;
-  /** 'zipmap': the seq(map(int64, float)) output of ai.onnx.ml ZipMap, which prescore refuses. */
+  /** 'zipmap': the seq(map(int64, float)) output of ai.onnx.ml ZipMap (prescore removes it at registration). */
   type: ElemType | 'zipmap';
   shape: Dim[] | null;
 }
@@ -81,6 +89,8 @@ export function buildModel(spec: {
   outputs: ValueInfo[];
   nodes: NodeSpec[];
   initializers?: Initializer[];
+  /** Types of intermediate tensors (graph.value_info). */
+  valueInfo?: ValueInfo[];
   ml?: boolean;
   docString?: string;
 }): Uint8Array {
@@ -93,6 +103,7 @@ export function buildModel(spec: {
       name: 'graph',
       input: spec.inputs.map(valueInfo),
       output: spec.outputs.map(valueInfo),
+      valueInfo: (spec.valueInfo ?? []).map(valueInfo),
       initializer: (spec.initializers ?? []).map(initializer),
       node: spec.nodes.map((n, i) => ({
         opType: n.op,

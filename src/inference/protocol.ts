@@ -1,4 +1,5 @@
 import type { InputType } from '../models/signature.js';
+import type { Feed } from '../models/inputs.js';
 
 export type NumericArray =
   Float32Array | Float64Array | BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array | Uint16Array | BigUint64Array;
@@ -16,6 +17,10 @@ export interface InferTask {
   features: Float32Array | Float64Array | BigInt64Array;
   outputs: string[];
   intraOpThreads: number;
+  /** Set for models not fed one plain tensor: each input gathered from `features` and `text` (models/inputs.ts). */
+  feeds?: Feed[];
+  /** The batch's text feature columns (Utf8 offsets and bytes). */
+  text?: { offsets: Int32Array; data: Uint8Array }[];
 }
 
 export interface OutputTensor {

@@ -1,4 +1,5 @@
 import ort from 'onnxruntime-node';
+import { feedTensors, numericOutput } from './feeds.js';
 import type { InferResult, InferTask, NumericArray, OutputTensor } from './protocol.js';
 
 // One session per model sha256 per thread; a thread serves every run that uses the model.
@@ -54,6 +55,14 @@ export default async function infer(task: InferTask): Promise<InferResult> {
   const collected: Record<string, OutputTensor[]> = Object.fromEntries(task.outputs.map((o) => [o, []]));
   for (let start = 0; start < rows; start += step) {
     const n = Math.min(step, rows - start);
+    if (task.feeds) {
+      const out = await s.run(feedTensors(task, start, n, step), task.outputs);
+      for (const name of task.outputs) {
+        const t = out[name] as ort.Tensor;
+        collected[name]!.push(numericOutput({ type: t.type, dims: [...t.dims], data: t.data as NumericArray | string[] }));
+      }
+      continue;
+    }
     let slice = task.features.subarray(start * width, (start + n) * width);
     if (n < step) {
       const padded = new (slice.constructor as { new (n: number): typeof slice })(step * width);
@@ -64,7 +73,7 @@ export default async function infer(task: InferTask): Promise<InferResult> {
     const out = await s.run({ [task.inputName]: tensor }, task.outputs);
     for (const name of task.outputs) {
       const t = out[name] as ort.Tensor;
-      collected[name]!.push({ type: t.type, dims: [...t.dims], data: t.data as NumericArray | string[] });
+      collected[name]!.push(numericOutput({ type: t.type, dims: [...t.dims], data: t.data as NumericArray | string[] }));
     }
   }
   const result: InferResult = {};

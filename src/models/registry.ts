@@ -3,6 +3,7 @@ import { InputError } from '../errors.js';
 import { checkName, isName } from '../names.js';
 import { withTransaction, type Pool } from '../db/pool.js';
 import { readSignature, type ModelSignature } from './signature.js';
+import { removeZipMap } from './zipmap.js';
 
 export interface ModelVersion {
   name: string;
@@ -11,6 +12,8 @@ export interface ModelVersion {
   signature: ModelSignature;
   createdAt: string;
   aliases: string[];
+  /** Set when prescore rewrote the exported bytes at registration (a ZipMap removed). */
+  rewrite: { from: string; note: string } | null;
 }
 
 export interface PinnedModel {
@@ -27,14 +30,30 @@ export interface PinnedModel {
 export async function registerModel(
   pool: Pool,
   input: { name: string; bytes: Uint8Array; file: string; version?: number; alias?: string },
-): Promise<{ version: number; sha256: string; created: boolean; signature: ModelSignature }> {
+): Promise<{
+  version: number;
+  sha256: string;
+  created: boolean;
+  signature: ModelSignature;
+  rewrite: { from: string; note: string } | null;
+}> {
   checkName(input.name, 'model name');
   if (input.alias !== undefined) checkAlias(input.alias);
   if (input.version !== undefined && (!Number.isInteger(input.version) || input.version < 1)) {
     throw new InputError(`--version must be a positive integer (got ${input.version})`);
   }
-  const signature = await readSignature(input.bytes, input.file);
-  const sha256 = crypto.createHash('sha256').update(input.bytes).digest('hex');
+  const sha = (b: Uint8Array) => crypto.createHash('sha256').update(b).digest('hex');
+  // A classifier exported with ZipMap is stored without it: its probabilities become a tensor.
+  const zipmap = removeZipMap(input.bytes, input.file);
+  const bytes = zipmap?.bytes ?? input.bytes;
+  const rewrite = zipmap
+    ? {
+        from: sha(input.bytes),
+        note: `ZipMap removed: ${zipmap.output} is the [N, ${zipmap.classes.length}] float tensor of the probabilities of classes ${zipmap.classes.join(', ')}`,
+      }
+    : null;
+  const signature = await readSignature(bytes, input.file);
+  const sha256 = sha(bytes);
   return withTransaction(pool, async (client) => {
     // Serialise registrations of one name so version numbers do not race.
     await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', ['prescore.model:' + input.name]);
@@ -58,9 +77,17 @@ export async function registerModel(
     }
     if (created) {
       const res = await client.query(
-        `INSERT INTO prescore.models (name, version, sha256, onnx, signature) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (name, version) DO NOTHING`,
-        [input.name, version, sha256, Buffer.from(input.bytes), JSON.stringify(signature)],
+        `INSERT INTO prescore.models (name, version, sha256, onnx, signature, rewritten_from, rewrite)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name, version) DO NOTHING`,
+        [
+          input.name,
+          version,
+          sha256,
+          Buffer.from(bytes),
+          JSON.stringify(signature),
+          rewrite?.from ?? null,
+          rewrite?.note ?? null,
+        ],
       );
       if (res.rowCount === 0) {
         throw new InputError(
@@ -69,7 +96,7 @@ export async function registerModel(
       }
     }
     if (input.alias !== undefined) await setAlias(client, input.name, version, input.alias);
-    return { version, sha256, created, signature };
+    return { version, sha256, created, signature, rewrite };
   });
 }
 
@@ -105,8 +132,10 @@ export async function listModels(pool: Pool, name?: string): Promise<ModelVersio
     signature: ModelSignature;
     created_at: Date;
     aliases: string[];
+    rewritten_from: string | null;
+    rewrite: string | null;
   }>(
-    `SELECT m.name, m.version, m.sha256, m.signature, m.created_at,
+    `SELECT m.name, m.version, m.sha256, m.signature, m.created_at, m.rewritten_from, m.rewrite,
             coalesce(array_agg(a.alias ORDER BY a.alias) FILTER (WHERE a.alias IS NOT NULL), '{}') AS aliases
        FROM prescore.models m LEFT JOIN prescore.model_aliases a ON a.name = m.name AND a.version = m.version
       WHERE $1::text IS NULL OR m.name = $1
@@ -120,6 +149,7 @@ export async function listModels(pool: Pool, name?: string): Promise<ModelVersio
     signature: r.signature,
     createdAt: r.created_at.toISOString(),
     aliases: r.aliases,
+    rewrite: r.rewritten_from === null ? null : { from: r.rewritten_from, note: r.rewrite ?? '' },
   }));
 }
 

@@ -1,5 +1,6 @@
 import ort from 'onnxruntime-node';
 import { InputError } from '../errors.js';
+import { unfeedableType } from './inputs.js';
 
 /** dtype names as onnxruntime reports them. */
 export type TensorType = string;
@@ -42,6 +43,8 @@ export async function readSignature(bytes: Uint8Array, what: string): Promise<Mo
     const inputs: TensorSignature[] = [];
     for (const m of session.inputMetadata) {
       if (!m.isTensor) throw new InputError(`${what}: input "${m.name}" is not a tensor; prescore feeds one tensor`);
+      const unfeedable = unfeedableType(m.type);
+      if (unfeedable) throw new InputError(`${what}: input "${m.name}" is ${unfeedable}`);
       inputs.push({ name: m.name, type: m.type, shape: dims(m.shape) });
     }
     const outputs: TensorSignature[] = [];

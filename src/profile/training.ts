@@ -54,14 +54,15 @@ export async function profileTrainingData(
       );
     }
     const decoder = new CopyDecoder(job.features, job.input.type, 8192, false);
+    const numeric = job.features.filter((f) => f.wire !== 'text');
     const profiler = new ChunkProfiler(
-      job.features.map((f) => f.name),
+      numeric.map((f) => f.name),
       {},
     );
     let rows = 0;
     const take = (d: DecodedBatch) => {
       rows += d.read;
-      profiler.addFeatures(d.features.subarray(0, d.rows * job.features.length), d.rows);
+      profiler.addFeatures(d.features.subarray(0, d.rows * numeric.length), d.rows);
     };
     const stream = client.query(copyTo(`COPY (${select}\n) TO STDOUT (FORMAT binary)`));
     for await (const buf of stream as AsyncIterable<Buffer>) for (const d of decoder.push(buf)) take(d);

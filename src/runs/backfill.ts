@@ -33,7 +33,7 @@ export async function startDate(
   pool: Pool,
   job: ResolvedJob,
   date: string,
-  options: { force: boolean; published: ReadonlySet<string> },
+  options: { force: boolean; published: ReadonlySet<string>; full?: boolean },
 ): Promise<DateStart> {
   if (options.published.has(date) && !options.force) return { date, skipped: 'published' };
   const latest = await latestRun(pool, job.name, date);
@@ -47,7 +47,7 @@ export async function startDate(
     if (retried) return { date, runId: retried.id, how: 'retried' };
   }
   try {
-    return { date, runId: (await planRun(pool, job, date, 'backfill')).runId, how: 'planned' };
+    return { date, runId: (await planRun(pool, job, date, 'backfill', { full: options.full })).runId, how: 'planned' };
   } catch (err) {
     if (err instanceof ActiveRunError) return { date, runId: err.runId, how: 'followed' };
     if (err instanceof NoRowsError) return { date, skipped: 'no rows' };

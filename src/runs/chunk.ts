@@ -8,14 +8,16 @@ import { DEFAULT_CHUNK_TIMEOUT_SECONDS } from '../definitions/schema.js';
 import type { InferencePool } from '../inference/pool.js';
 import type { InferResult } from '../inference/protocol.js';
 import { mappedOutputs } from '../models/output.js';
+import { changedKeysFilter } from '../db/sql/carry.js';
 import { lockChunk, markChunkDone, recordChunkError } from '../db/sql/chunks.js';
+import { quoteIdent } from '../db/ident.js';
 import { insertChallengerRejects, insertRejects } from '../db/sql/rejects.js';
 import { addRunModelCounts } from '../db/sql/run-models.js';
 import { encodeProfiles } from '../profile/codec.js';
 import { ChunkProfiler } from '../profile/profile.js';
 import { ChallengerWriter, type ChallengerReject } from '../sink/challengers.js';
 import { PredictionWriter } from '../sink/writer.js';
-import { featureValues, keyColumn } from '../source/arrow.js';
+import { featureValues, keyColumn, textColumns } from '../source/arrow.js';
 import type { FeatureStats, Reject } from '../source/decode.js';
 import { readChunk } from '../source/reader.js';
 
@@ -115,7 +117,7 @@ export async function executeChunk(
       job.spec.monitor?.profile === false
         ? null
         : new ChunkProfiler(
-            job.features.map((f) => f.name),
+            job.features.filter((f) => f.wire !== 'text').map((f) => f.name),
             job.mapping,
           );
 
@@ -127,7 +129,11 @@ export async function executeChunk(
     const score = (batch: RecordBatch): Pending | null => {
       if (batch.numRows === 0) return null;
       const features = featureValues(batch);
-      const common = { rows: batch.numRows, width: job.features.length };
+      const common = {
+        rows: batch.numRows,
+        width: job.features.filter((f) => f.wire !== 'text').length,
+        ...(job.feeds ? { feeds: job.feeds, text: textColumns(batch) } : {}),
+      };
       // Challengers get copies: the champion's task takes the batch's own buffer (transferred).
       const others = challengers.map((c, i) =>
         inference.runTimed({
@@ -197,7 +203,8 @@ export async function executeChunk(
 
     let previous: { batch: RecordBatch; pending: Pending | null } | null = null;
     try {
-      const source = readChunk(reader, job, task.date, task.lo, task.hi, stats);
+      const only = job.changedKeys && changedKeysFilter(quoteIdent(job.key.name), task.runId, job.changedKeys.nullKeys);
+      const source = readChunk(reader, job, task.date, task.lo, task.hi, stats, only || undefined);
       for (;;) {
         const t = performance.now();
         const next = await source.next();

@@ -27,6 +27,8 @@ export interface LocalRunOptions {
   date: string;
   trigger?: string;
   concurrency: number;
+  /** An incremental job: a full run (carry nothing over). */
+  full?: boolean;
   onProgress?: (p: Progress) => void;
   onPlanned?: (runId: string) => void;
 }
@@ -41,11 +43,18 @@ const HEARTBEAT_MS = 5_000;
  * Plans a run of (job, date), or takes over a local run of it whose process died (no
  * heartbeat for a minute): its done chunks stay done. Any other active run is an error.
  */
-export async function planOrResume(pool: Pool, log: Logger, jobFile: JobFile, date: string, trigger: string): Promise<string> {
+export async function planOrResume(
+  pool: Pool,
+  log: Logger,
+  jobFile: JobFile,
+  date: string,
+  trigger: string,
+  full = false,
+): Promise<string> {
   checkDate(date);
   const resolved = await resolveJob(pool, jobFile);
   try {
-    return (await planRun(pool, resolved, date, trigger)).runId;
+    return (await planRun(pool, resolved, date, trigger, { full })).runId;
   } catch (err) {
     if (!(err instanceof ActiveRunError)) throw err;
     // Finalizing too: a process killed while publishing leaves the run there, and finalize is
@@ -69,7 +78,7 @@ export async function runLocally(
 ): Promise<RunInfo> {
   const started = performance.now();
   const date = checkDate(options.date);
-  const runId = await planOrResume(pool, log, jobFile, date, options.trigger ?? 'cli');
+  const runId = await planOrResume(pool, log, jobFile, date, options.trigger ?? 'cli', options.full);
   options.onPlanned?.(runId);
   return executeLocally(pool, inference, log, runId, options, performance.now() - started);
 }

@@ -7,6 +7,7 @@ import { checkDate } from '../dates.js';
 import type { ResolvedJob } from '../definitions/check.js';
 import { ActiveRunError, NoRowsError } from '../errors.js';
 import { planChunks, type ChunkPlan } from '../source/plan.js';
+import { applyIncremental, decideIncremental } from './incremental.js';
 
 export interface PlannedRun {
   runId: string;
@@ -23,10 +24,18 @@ export interface PlannedRun {
  * makes this the single point where a second trigger of the same (job, date) is refused
  * (ActiveRunError, naming the run to follow instead).
  */
-export async function planRun(pool: Pool, job: ResolvedJob, date: string, trigger: string): Promise<PlannedRun> {
+export async function planRun(
+  pool: Pool,
+  job: ResolvedJob,
+  date: string,
+  trigger: string,
+  options: { full?: boolean } = {},
+): Promise<PlannedRun> {
   checkDate(date);
-  const { rows, chunks } = await planChunks(pool, job, date);
-  if (rows === 0) {
+  // An incremental job's run from a base run plans its chunks over its changed keys (runs/incremental.ts).
+  const incremental = await decideIncremental(pool, job, date, options.full ?? false);
+  const planned = incremental?.base ? null : await planChunks(pool, job, date);
+  if (planned?.rows === 0) {
     throw new NoRowsError(
       `job ${job.name}: no rows in ${job.spec.source.table ?? 'the source query'} for ${job.spec.source.partition} = ${date}; nothing to score (is the feature table loaded?)`,
     );
@@ -37,18 +46,19 @@ export async function planRun(pool: Pool, job: ResolvedJob, date: string, trigge
       date,
       trigger,
       model: job.model,
-      spec: job,
-      rowsPlanned: rows,
-      chunks: chunks.length,
+      spec: incremental?.base ? { ...job, changedKeys: { nullKeys: incremental.nullKeys } } : job,
+      rowsPlanned: planned?.rows ?? 0,
+      chunks: planned?.chunks.length ?? 0,
     });
     if (runId === undefined) throw new ActiveRunError(job.name, date, (await activeRunId(client, job.name, date)) ?? '?');
-    await insertChunks(client, runId, chunks);
+    if (planned) await insertChunks(client, runId, planned.chunks);
     const challengers = job.challengers ?? [];
     await insertRunModels(client, runId, [
       { slot: 0, ref: job.spec.model, ...job.model },
       ...challengers.map((c) => ({ slot: c.slot, ref: c.ref, ...c.model })),
     ]);
     await createPartition(client, runId, challengers.length > 0);
+    const { rows, chunks } = incremental ? await applyIncremental(client, runId, job, date, incremental, planned) : planned!;
     return { runId, job, date, rows, chunks };
   });
 }

@@ -1,3 +1,5 @@
+import { InputError } from '../errors.js';
+import { feedsUnsupported } from '../models/inputs.js';
 import { withReadOnly, type Pool } from '../db/pool.js';
 import { quoteIdent } from '../db/ident.js';
 import type { ResolvedJob } from '../definitions/check.js';
@@ -30,6 +32,8 @@ function at(result: InferResult, ref: OutputRef, rows: number, i: number): unkno
  * a run would score them, nothing stored: the quick check of a job and model before a backfill.
  */
 export async function sampleRun(pool: Pool, job: ResolvedJob, date: string, n: number): Promise<SampleRow[]> {
+  const unsupported = feedsUnsupported(job, 'run --sample');
+  if (unsupported) throw new InputError(unsupported);
   // The key goes out under another name, so ORDER BY sorts by the column (a bigint as a number).
   const cols = [`${quoteIdent(job.key.name)}::text AS prescore_key`, ...job.features.map((f) => `${quoteIdent(f.name)}::float8`)];
   const { rows } = await withReadOnly(pool, (client) =>

@@ -1,3 +1,4 @@
+import { feedsUnsupported } from '../models/inputs.js';
 import type { Pool } from '../db/pool.js';
 import { newestJobRun } from '../db/sql/runs.js';
 import type { ResolvedJob } from '../definitions/check.js';
@@ -90,6 +91,8 @@ export class CurrentModels {
       );
     }
     const spec = run.spec;
+    const unsupported = feedsUnsupported(spec, 'POST /v1/score');
+    if (unsupported) throw new HttpError(409, unsupported);
     let pinned: PinnedModel;
     try {
       pinned = await resolveModel(this.pool, spec.spec.model);

@@ -43,7 +43,18 @@ export function toRecordBatch(decoded: DecodedBatch, width: number, type: InputT
   } as never);
   const features = makeData({ type: listType, length: rows, nullCount: 0, child: values });
   const fields = [new Field('key', keyType, false), new Field('features', listType, false)];
-  const struct = makeData({ type: new Struct(fields), length: rows, nullCount: 0, children: [keys, features] });
+  // Text features (models/inputs.ts), one Utf8 column each, after the numeric matrix.
+  const texts = decoded.text.map((t, i) => {
+    fields.push(new Field(`text${i}`, new Utf8(), false));
+    return makeData({
+      type: new Utf8(),
+      length: rows,
+      nullCount: 0,
+      valueOffsets: t.offsets.subarray(0, rows + 1),
+      data: t.data.subarray(0, t.offsets[rows]),
+    });
+  });
+  const struct = makeData({ type: new Struct(fields), length: rows, nullCount: 0, children: [keys, features, ...texts] });
   return new RecordBatch(new Schema(fields), struct);
 }
 
@@ -51,6 +62,14 @@ export function toRecordBatch(decoded: DecodedBatch, width: number, type: InputT
 export function featureValues(batch: RecordBatch): FeatureArray {
   const list = batch.data.children[1]!;
   return list.children[0]!.values as FeatureArray;
+}
+
+/** The text feature columns of a batch (Utf8 offsets and bytes, copied: they go to an inference thread); [] when none. */
+export function textColumns(batch: RecordBatch): { offsets: Int32Array; data: Uint8Array }[] {
+  return batch.data.children.slice(2).map((c) => ({
+    offsets: (c.valueOffsets as Int32Array).slice(0, c.length + 1),
+    data: (c.values as Uint8Array).slice(),
+  }));
 }
 
 /** Key bytes of a batch: offsets into UTF-8 data. */

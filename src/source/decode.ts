@@ -2,6 +2,8 @@ import type { ReaderStats } from '../profile/profile.js';
 import { BadRowError } from '../errors.js';
 import type { ResolvedFeature } from '../definitions/check.js';
 import type { InputType } from '../models/signature.js';
+import { valueProblem, type FeedType } from '../models/inputs.js';
+import { TextColumn } from './text.js';
 
 const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 
@@ -23,7 +25,10 @@ export interface DecodedBatch {
   rows: number;
   keyOffsets: Int32Array;
   keyData: Uint8Array;
+  /** Row-major [rows, numeric features]: every feature but the text ones, in their order. */
   features: FeatureArray;
+  /** One per text feature, in their order. */
+  text: TextColumn[];
   rejects: Reject[];
 }
 
@@ -39,8 +44,16 @@ export function emptyStats(): FeatureStats {
  * arrays, batchRows good rows at a time. Rows may span the buffers the socket delivers.
  */
 export class CopyDecoder {
+  /** Feature fields per row; `width` of them numeric (the matrix), `texts` text. */
+  private readonly fields: number;
   private readonly width: number;
-  private readonly wires: Uint8Array; // 0 float4, 1 float8, 2 int8
+  private readonly texts: number;
+  /** Per field: its position in the matrix, or among the text columns. */
+  private readonly slot: Int32Array;
+  private readonly targets: (FeedType[] | null)[];
+  private readonly textStart: Int32Array;
+  private readonly textEnd: Int32Array;
+  private readonly wires: Uint8Array; // 0 float4, 1 float8, 2 int8, 3 bool, 4 text
   private readonly scratch: Float64Array;
   private readonly scratchBig: BigInt64Array;
   private readonly scratchNull: Uint8Array;
@@ -57,12 +70,21 @@ export class CopyDecoder {
     private readonly batchRows: number,
     private readonly failOnBadRow: boolean,
   ) {
-    this.width = features.length;
-    this.wires = Uint8Array.from(features.map((f) => (f.wire === 'float4' ? 0 : f.wire === 'float8' ? 1 : 2)));
-    this.scratch = new Float64Array(this.width);
-    this.scratchBig = new BigInt64Array(this.width);
-    this.scratchNull = new Uint8Array(this.width);
-    this.stats = features.map(() => emptyStats());
+    const codes = { float4: 0, float8: 1, int8: 2, bool: 3, text: 4 } as const;
+    this.fields = features.length;
+    this.wires = Uint8Array.from(features.map((f) => codes[f.wire]));
+    let numeric = 0;
+    let text = 0;
+    this.slot = Int32Array.from(features.map((f) => (f.wire === 'text' ? text++ : numeric++)));
+    this.width = numeric;
+    this.texts = text;
+    this.targets = features.map((f) => (f.targets && f.targets.length > 0 ? f.targets : null));
+    this.textStart = new Int32Array(this.fields);
+    this.textEnd = new Int32Array(this.fields);
+    this.scratch = new Float64Array(this.fields);
+    this.scratchBig = new BigInt64Array(this.fields);
+    this.scratchNull = new Uint8Array(this.fields);
+    this.stats = features.filter((f) => f.wire !== 'text').map(() => emptyStats());
     this.reset();
   }
 
@@ -80,6 +102,7 @@ export class CopyDecoder {
           : this.inputType === 'float64'
             ? new Float64Array(n)
             : new BigInt64Array(n),
+      text: Array.from({ length: this.texts }, () => new TextColumn(this.batchRows)),
       rejects: [],
     };
   }
@@ -108,6 +131,7 @@ export class CopyDecoder {
     const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     const end = buf.length;
     const width = this.width;
+    const fields = this.fields;
     while (pos + 2 <= end) {
       const start = pos;
       const nfields = view.getInt16(pos);
@@ -117,7 +141,7 @@ export class CopyDecoder {
         pos = end;
         break;
       }
-      if (nfields !== width + 1) throw new Error(`COPY stream: expected ${width + 1} fields, got ${nfields}`);
+      if (nfields !== fields + 1) throw new Error(`COPY stream: expected ${fields + 1} fields, got ${nfields}`);
       // key
       if (pos + 4 > end) {
         pos = start;
@@ -133,7 +157,7 @@ export class CopyDecoder {
       if (keyLen > 0) pos += keyLen;
       let bad: string | null = keyLen < 0 ? 'key is NULL' : null;
       let complete = true;
-      for (let f = 0; f < width; f++) {
+      for (let f = 0; f < fields; f++) {
         if (pos + 4 > end) {
           complete = false;
           break;
@@ -150,7 +174,14 @@ export class CopyDecoder {
           break;
         }
         const wire = this.wires[f]!;
-        if (wire === 2) {
+        if (wire === 4) {
+          this.textStart[f] = pos;
+          this.textEnd[f] = pos + len;
+        } else if (wire === 3) {
+          const v = buf[pos]!;
+          this.scratchBig[f] = BigInt(v);
+          this.scratch[f] = v;
+        } else if (wire === 2) {
           const v = view.getBigInt64(pos);
           this.scratchBig[f] = v;
           this.scratch[f] = Number(v);
@@ -174,6 +205,7 @@ export class CopyDecoder {
       const b = this.batch;
       b.read++;
       this.accumulate();
+      if (bad === null) bad = this.checkTargets();
       if (bad === null && this.inputType === 'int64') bad = this.checkIntegral();
       if (bad !== null) {
         const key = keyLen < 0 ? null : buf.toString('utf8', keyStart, keyStart + keyLen);
@@ -187,10 +219,22 @@ export class CopyDecoder {
         b.keyOffsets[r + 1] = off + keyLen;
         const base = r * width;
         const feats = b.features;
-        if (feats instanceof BigInt64Array) {
-          for (let f = 0; f < width; f++) feats[base + f] = this.wires[f] === 2 ? this.scratchBig[f]! : BigInt(this.scratch[f]!);
+        if (fields === width) {
+          if (feats instanceof BigInt64Array) {
+            for (let f = 0; f < width; f++)
+              feats[base + f] = this.wires[f]! >= 2 ? this.scratchBig[f]! : BigInt(this.scratch[f]!);
+          } else {
+            for (let f = 0; f < width; f++) feats[base + f] = this.scratch[f]!;
+          }
         } else {
-          for (let f = 0; f < width; f++) feats[base + f] = this.scratch[f]!;
+          for (let f = 0; f < fields; f++) {
+            const wire = this.wires[f]!;
+            const at = this.slot[f]!;
+            if (wire === 4) b.text[at]!.push(buf, this.textStart[f]!, this.textEnd[f]!);
+            else if (feats instanceof BigInt64Array)
+              feats[base + at] = wire >= 2 ? this.scratchBig[f]! : BigInt(this.scratch[f]!);
+            else feats[base + at] = this.scratch[f]!;
+          }
         }
         b.rows = r + 1;
       }
@@ -200,9 +244,22 @@ export class CopyDecoder {
     return out;
   }
 
+  /** The dtypes of the inputs each column feeds (models/inputs.ts): a value that does not fit is a bad row. */
+  private checkTargets(): string | null {
+    for (let f = 0; f < this.fields; f++) {
+      const targets = this.targets[f];
+      if (!targets) continue;
+      for (const t of targets) {
+        const problem = valueProblem(this.scratch[f]!, t, this.features[f]!.name, this.inputType);
+        if (problem !== null) return problem;
+      }
+    }
+    return null;
+  }
+
   private checkIntegral(): string | null {
-    for (let f = 0; f < this.width; f++) {
-      if (this.wires[f] !== 2 && !Number.isInteger(this.scratch[f]!)) {
+    for (let f = 0; f < this.fields; f++) {
+      if ((this.wires[f] === 0 || this.wires[f] === 1) && !Number.isInteger(this.scratch[f]!)) {
         return `value ${this.scratch[f]} in column ${this.features[f]!.name} is not an integer (the model takes int64)`;
       }
     }
@@ -210,8 +267,9 @@ export class CopyDecoder {
   }
 
   private accumulate(): void {
-    for (let f = 0; f < this.width; f++) {
-      const s = this.stats[f]!;
+    for (let f = 0; f < this.fields; f++) {
+      if (this.wires[f] === 4) continue;
+      const s = this.stats[this.slot[f]!]!;
       if (this.scratchNull[f] === 1) {
         s.nulls++;
         continue;

@@ -32,17 +32,18 @@ export async function* readChunk(
   lo: string | null,
   hi: string | null,
   stats: { value: FeatureStats[] | null },
+  filter?: string,
 ): AsyncGenerator<SourceBatch> {
   const decoder = new CopyDecoder(job.features, job.input.type, batchRowsFor(job), job.spec.onBadRow === 'fail');
   stats.value = decoder.stats;
   // Read-only: a job's source query can select, never modify.
   await client.query('BEGIN TRANSACTION READ ONLY');
-  const select = chunkSelectSql(job, date, lo, hi);
+  const select = chunkSelectSql(job, date, lo, hi, filter);
   // COPY goes over the simple protocol, where `;` would start a second statement. A SELECT
   // that parses as exactly one statement in the extended protocol cannot.
   if (job.query !== null) await client.query(sourceStatement(`SELECT * FROM (${select}\n) AS prescore_check LIMIT 0`));
   const stream = client.query(copyTo(chunkCopySql(select)));
-  const width = job.features.length;
+  const width = job.features.filter((f) => f.wire !== 'text').length;
   try {
     for await (const buf of stream as AsyncIterable<Buffer>) {
       for (const d of decoder.push(buf)) {

@@ -35,9 +35,10 @@ function selectList(job: ResolvedJob): string {
   return [`${quoteIdent(job.key.name)}::text`, ...job.features.map((f) => `${quoteIdent(f.name)}::${f.wire}`)].join(', ');
 }
 
-/** The SELECT a chunk reads. */
-export function chunkSelectSql(job: ResolvedJob, date: string, lo: string | null, hi: string | null): string {
-  return `SELECT ${selectList(job)} FROM ${fromClause(job)} WHERE ${dateFilter(job, date)} AND ${rangeFilter(job, lo, hi)}`;
+/** The SELECT a chunk reads (`filter`: an incremental run's changed keys, runs/incremental.ts). */
+export function chunkSelectSql(job: ResolvedJob, date: string, lo: string | null, hi: string | null, filter?: string): string {
+  const only = filter === undefined ? '' : ` AND ${filter}`;
+  return `SELECT ${selectList(job)} FROM ${fromClause(job)} WHERE ${dateFilter(job, date)} AND ${rangeFilter(job, lo, hi)}${only}`;
 }
 
 /**

@@ -29,6 +29,18 @@ export function challengerPartitionTable(runId: string | bigint): string {
 }
 
 /**
+ * An incremental run's own tables (db/sql/carry.ts): its changed keys, and in hash mode its row
+ * hashes. Dropped with its predictions.
+ */
+export function changedTable(runId: string | bigint): string {
+  return `prescore.changed_r${BigInt(runId)}`;
+}
+
+export function hashesTable(runId: string | bigint): string {
+  return `prescore.row_hashes_r${BigInt(runId)}`;
+}
+
+/**
  * Same columns as the parent, a CHECK that lets ATTACH skip its validation scan, no index yet.
  * With challengers, their table too, in the same transaction.
  */
@@ -143,11 +155,12 @@ export async function dropPartition(db: Queryable, runId: string): Promise<void>
     }
     await db.query(`DROP TABLE IF EXISTS ${table}`);
   }
+  await db.query(`DROP TABLE IF EXISTS ${changedTable(runId)}, ${hashesTable(runId)}`);
 }
 
 /** Drops an unattached run's tables unless a chunk still writes them (then a later publish drops them). */
 export async function dropPartitionNow(db: Queryable, runId: string): Promise<void> {
   await db.query(
-    `SET lock_timeout = '2s'; DROP TABLE IF EXISTS ${challengerPartitionTable(runId)}, ${partitionTable(runId)}; RESET lock_timeout`,
+    `SET lock_timeout = '2s'; DROP TABLE IF EXISTS ${challengerPartitionTable(runId)}, ${partitionTable(runId)}, ${changedTable(runId)}, ${hashesTable(runId)}; RESET lock_timeout`,
   );
 }

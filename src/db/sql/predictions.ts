@@ -1,3 +1,5 @@
+import type { Queryable } from '../pool.js';
+
 /**
  * `prescore.predictions`, list-partitioned by run: reads by the API. (Writes go through the
  * run's own table, see partitions.ts, and sink/writer.ts.)
@@ -22,4 +24,30 @@ export function exportQuery(runId: string, format: 'csv' | 'rows'): string {
   if (!/^[1-9][0-9]{0,18}$/.test(runId)) throw new Error(`not a run id: ${runId}`);
   const outputs = format === 'csv' ? 'array_to_json(outputs)::text AS outputs' : 'outputs';
   return `SELECT key, score, label, ${outputs} FROM prescore.predictions WHERE run_id = ${runId} ORDER BY key`;
+}
+
+/**
+ * One page of a run's predictions in key order, after `$2` (the last key of the page before),
+ * for the API's in-memory copy of a run. Keyset pages on the partition's key index: each page
+ * is a short query, so a load holds no lock for long (retention can always drop the run) and
+ * shares the pool with lookups. Same columns and types as LOOKUP, so values parse the same.
+ */
+export const PAGE_FIRST = {
+  name: 'prescore_api_page_first',
+  text: 'SELECT key, score, label, outputs FROM prescore.predictions WHERE run_id = $1::bigint ORDER BY key LIMIT $2',
+  rowMode: 'array',
+} as const;
+
+export const PAGE_AFTER = {
+  name: 'prescore_api_page_after',
+  text: 'SELECT key, score, label, outputs FROM prescore.predictions WHERE run_id = $1::bigint AND key > $3 ORDER BY key LIMIT $2',
+  rowMode: 'array',
+} as const;
+
+/** How many predictions a run has (its partition's index answers). */
+export async function countPredictions(db: Queryable, runId: string): Promise<number> {
+  const { rows } = await db.query<{ n: string }>('SELECT count(*) AS n FROM prescore.predictions WHERE run_id = $1::bigint', [
+    runId,
+  ]);
+  return Number(rows[0]!.n);
 }

@@ -90,3 +90,12 @@ export async function rejectReasons(db: Queryable, runId: string, keys: readonly
   });
   return new Map(rows.map((r) => [r.key, r.reason]));
 }
+
+/** Every keyed reject of a run with its reason, for the API's in-memory copy of a run. */
+export async function rejectsOfRun(db: Queryable, runId: string): Promise<{ key: string; reason: string }[]> {
+  const { rows } = await db.query<{ key: string; reason: string }>(
+    'SELECT key, reason FROM prescore.rejects WHERE run_id = $1::bigint AND key IS NOT NULL',
+    [runId],
+  );
+  return rows;
+}

@@ -14,6 +14,10 @@ export interface RunInfo {
   rowsRead: number;
   rowsWritten: number;
   rowsRejected: number;
+  /** Of rowsRead: rows carried over from the base run by an incremental run (predictions and rejects). */
+  rowsCarried: number;
+  /** An incremental job's run: how it was planned (full or from which base run, watermark, changed and gone keys). */
+  incremental: Record<string, unknown> | null;
   chunks: number;
   chunksDone: number;
   startedAt: string;
@@ -33,7 +37,7 @@ export interface RunInfo {
 const SELECT_RUN = `
   SELECT r.id::text, r.job, r.date::text, r.status, r.trigger, r.model_name, r.model_version,
          r.rows_planned, r.chunks, r.error, r.started_at, r.finished_at, r.published_at,
-         r.held_reason, r.reviewed_by, r.reviewed_at, r.review_reason,
+         r.held_reason, r.reviewed_by, r.reviewed_at, r.review_reason, r.rows_carried, r.incremental,
          coalesce(c.read, 0) AS read, coalesce(c.written, 0) AS written, coalesce(c.rejected, 0) AS rejected,
          coalesce(c.done, 0) AS done, coalesce(c.attempt_read, 0) AS attempt_read
     FROM prescore.runs r
@@ -61,6 +65,8 @@ interface RunRow {
   reviewed_by: string | null;
   reviewed_at: Date | null;
   review_reason: string | null;
+  rows_carried: string;
+  incremental: Record<string, unknown> | null;
   read: string;
   written: string;
   rejected: string;
@@ -83,6 +89,8 @@ function toInfo(r: RunRow): RunInfo {
     rowsRead: read,
     rowsWritten: Number(r.written),
     rowsRejected: Number(r.rejected),
+    rowsCarried: Number(r.rows_carried),
+    incremental: r.incremental,
     chunks: r.chunks,
     chunksDone: Number(r.done),
     startedAt: r.started_at.toISOString(),

@@ -1,0 +1,257 @@
+import { escapeLiteral } from 'pg';
+import type { Queryable } from '../pool.js';
+import { challengerPartitionTable, changedTable, hashesTable, partitionTable } from './partitions.js';
+
+/**
+ * Incremental runs' tables and statements (runs/incremental.ts). Per run, next to its
+ * predictions table:
+ * - `prescore.changed_r<id>` (the key in the source's type): the keys its chunks read and score;
+ * - `prescore.row_hashes_r<id>` (key text, hash bigint), hash mode only: a hash of each source
+ *   row's features, for the next run to compare with.
+ * Both are dropped with the run's predictions (partitions.ts). The delta (keys changed, new or
+ * gone since the base run) is a temporary table of the plan transaction.
+ */
+function id(runId: string): bigint {
+  return BigInt(runId);
+}
+
+const DELTA = 'pg_temp.prescore_delta';
+
+/** The published run an incremental run of (job, date) starts from: the serving run of the newest date <= date. */
+export interface BaseRun<Spec> {
+  id: string;
+  date: string;
+  spec: Spec;
+  incremental: { watermark?: string; mode?: string } | null;
+  predictions: boolean;
+  challengers: boolean;
+  hashes: boolean;
+}
+
+export async function findBaseRun<Spec>(db: Queryable, job: string, date: string): Promise<BaseRun<Spec> | undefined> {
+  const { rows } = await db.query<{
+    id: string;
+    date: string;
+    spec: Spec;
+    incremental: BaseRun<Spec>['incremental'];
+    p: string | null;
+    c: string | null;
+    h: string | null;
+  }>(
+    `SELECT r.id::text, s.date::text, r.spec, r.incremental,
+            to_regclass('prescore.predictions_r' || r.id)::text AS p,
+            to_regclass('prescore.challenger_predictions_r' || r.id)::text AS c,
+            to_regclass('prescore.row_hashes_r' || r.id)::text AS h
+       FROM prescore.serving s JOIN prescore.runs r ON r.id = s.run_id
+      WHERE s.job = $1 AND s.date <= $2::date ORDER BY s.date DESC LIMIT 1`,
+    [job, date],
+  );
+  const r = rows[0];
+  if (!r) return undefined;
+  return {
+    id: r.id,
+    date: r.date,
+    spec: r.spec,
+    incremental: r.incremental,
+    predictions: r.p !== null,
+    challengers: r.c !== null,
+    hashes: r.h !== null,
+  };
+}
+
+/**
+ * The time from which a row counts as changed for the NEXT run: this transaction's start, or
+ * earlier when another transaction began before it and is still open (rows it writes commit
+ * after this snapshot, stamped with its own, earlier, now()). As text, to the microsecond.
+ */
+export async function watermark(db: Queryable): Promise<string> {
+  const { rows } = await db.query<{ w: string }>(
+    `SELECT least(now(), (SELECT min(xact_start) FROM pg_stat_activity
+                           WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() AND backend_type = 'client backend'))::text AS w`,
+  );
+  return rows[0]!.w;
+}
+
+/** Locks the base run's tables against a concurrent drop (retention) until this transaction ends. */
+export async function lockBase(db: Queryable, baseId: string, challengers: boolean): Promise<void> {
+  await db.query(`LOCK TABLE ${partitionTable(baseId)} IN ACCESS SHARE MODE`);
+  if (challengers) await db.query(`LOCK TABLE ${challengerPartitionTable(baseId)} IN ACCESS SHARE MODE`);
+}
+
+/**
+ * The run's row hashes: one per source row with a key. `row` is the features as an SQL row
+ * constructor with their NULL flags (hash_record_extended hashes NULL and 0 alike).
+ */
+export async function createHashes(
+  db: Queryable,
+  runId: string,
+  select: { key: string; row: string; from: string; where: string },
+) {
+  await db.query(
+    `CREATE TABLE ${hashesTable(runId)} AS
+       SELECT ${select.key}::text COLLATE "C" AS key, hash_record_extended(${select.row}, 0) AS hash
+         FROM ${select.from} WHERE ${select.where} AND ${select.key} IS NOT NULL`,
+  );
+}
+
+/** The base run's keys: its predictions and its rejects with a key. */
+function baseKeys(baseId: string): string {
+  return `SELECT key FROM ${partitionTable(baseId)}
+          UNION ALL SELECT key COLLATE "C" FROM prescore.rejects WHERE run_id = ${id(baseId)} AND key IS NOT NULL`;
+}
+
+/**
+ * changedSince: the delta of the source's date against the base run, in one pass: keys new
+ * (not in the base run), changed (the column at or after `since`, or NULL) and gone (in the
+ * base run, not in the source any more).
+ */
+export async function deltaSince(
+  db: Queryable,
+  baseId: string,
+  select: { key: string; column: string; from: string; where: string },
+  since: string,
+  lookbackSeconds: number,
+): Promise<void> {
+  const from = `${escapeLiteral(since)}::timestamptz - make_interval(secs => ${Math.trunc(lookbackSeconds)})`;
+  await db.query(
+    `CREATE TEMP TABLE prescore_delta ON COMMIT DROP AS
+       SELECT coalesce(s.k, p.key) AS key, s.k IS NULL AS gone
+         FROM (SELECT ${select.key}::text COLLATE "C" AS k, ${select.column} AS c
+                 FROM ${select.from} WHERE ${select.where} AND ${select.key} IS NOT NULL) s
+         FULL JOIN (${baseKeys(baseId)}) p ON p.key = s.k
+        WHERE s.k IS NULL OR p.key IS NULL OR s.c IS NULL OR s.c >= ${from}`,
+  );
+}
+
+/** hash: the delta of this run's row hashes against the base run's keys and hashes. */
+export async function deltaHashes(db: Queryable, runId: string, baseId: string): Promise<void> {
+  await db.query(
+    `CREATE TEMP TABLE prescore_delta ON COMMIT DROP AS
+       SELECT coalesce(n.key, p.key) AS key, n.key IS NULL AS gone
+         FROM ${hashesTable(runId)} n
+         FULL JOIN (SELECT o.key, h.hash FROM (${baseKeys(baseId)}) o LEFT JOIN ${hashesTable(baseId)} h ON h.key = o.key) p
+           ON p.key = n.key
+        WHERE n.key IS NULL OR p.key IS NULL OR p.hash IS NULL OR n.hash IS DISTINCT FROM p.hash`,
+  );
+}
+
+/** The changed set: delta keys still in the source, in the key's type (`keyType` from the catalog). */
+export async function createChanged(db: Queryable, runId: string, keyType: string): Promise<{ changed: number; gone: number }> {
+  await db.query(`ANALYZE ${DELTA}`);
+  await db.query(`CREATE TABLE ${changedTable(runId)} (key ${keyType} NOT NULL)`);
+  await db.query(`INSERT INTO ${changedTable(runId)} SELECT key::${keyType} FROM ${DELTA} WHERE NOT gone`);
+  await db.query(`ANALYZE ${changedTable(runId)}`);
+  const { rows } = await db.query<{ changed: string; gone: string }>(
+    `SELECT count(*) FILTER (WHERE NOT gone) AS changed, count(*) FILTER (WHERE gone) AS gone FROM ${DELTA}`,
+  );
+  return { changed: Number(rows[0]!.changed), gone: Number(rows[0]!.gone) };
+}
+
+/** Key ranges of about `chunkRows` changed keys each, as text bounds (cast back when read). */
+export async function changedBounds(db: Queryable, runId: string, parts: number): Promise<string[]> {
+  if (parts <= 1) return [];
+  const fractions = Array.from({ length: parts - 1 }, (_, i) => (i + 1) / parts);
+  const { rows } = await db.query<{ b: string[] | null }>(
+    `SELECT percentile_disc($1::float8[]) WITHIN GROUP (ORDER BY key)::text[] AS b FROM ${changedTable(runId)}`,
+    [fractions],
+  );
+  return [...new Set((rows[0]?.b ?? []).filter((b): b is string => b !== null))];
+}
+
+/** What the carry-over copied. */
+export interface Carried {
+  predictions: number;
+  rejects: number;
+  /** Of `rejects`: the champion's own (non-finite output), not bad features. */
+  championRejects: number;
+  challengerPredictions: Map<number, number>;
+  challengerRejects: Map<number, number>;
+}
+
+/**
+ * Copies the base run's rows of every key not in the delta (so: unchanged and still in the
+ * source) into this run's tables: predictions, rejects, and per challenger slot its predictions
+ * and rejects. Statements of the plan transaction: they commit with the run, or not at all.
+ */
+export async function carryOver(db: Queryable, runId: string, baseId: string, challengers: boolean): Promise<Carried> {
+  const keep = (alias: string) => `NOT EXISTS (SELECT 1 FROM ${DELTA} d WHERE d.key = ${alias}.key)`;
+  const n = id(runId);
+  const preds = await db.query(
+    `INSERT INTO ${partitionTable(runId)} (run_id, key, score, label, outputs)
+     SELECT ${n}, p.key, p.score, p.label, p.outputs FROM ${partitionTable(baseId)} p WHERE ${keep('p')}`,
+  );
+  const rejects = await db.query<{ own: string; n: string }>(
+    `WITH ins AS (
+       INSERT INTO prescore.rejects (run_id, key, reason)
+       SELECT ${n}, r.key, r.reason FROM prescore.rejects r
+        WHERE r.run_id = ${id(baseId)} AND r.key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ${DELTA} d WHERE d.key = r.key COLLATE "C")
+       RETURNING reason)
+     SELECT count(*) AS n, count(*) FILTER (WHERE reason LIKE 'model output %') AS own FROM ins`,
+  );
+  const carried: Carried = {
+    predictions: preds.rowCount ?? 0,
+    rejects: Number(rejects.rows[0]!.n),
+    championRejects: Number(rejects.rows[0]!.own),
+    challengerPredictions: new Map(),
+    challengerRejects: new Map(),
+  };
+  if (!challengers) return carried;
+  const cp = await db.query<{ slot: number; n: string }>(
+    `WITH ins AS (
+       INSERT INTO ${challengerPartitionTable(runId)} (run_id, slot, key, score, label, outputs)
+       SELECT ${n}, p.slot, p.key, p.score, p.label, p.outputs FROM ${challengerPartitionTable(baseId)} p WHERE ${keep('p')}
+       RETURNING slot)
+     SELECT slot, count(*) AS n FROM ins GROUP BY slot`,
+  );
+  for (const r of cp.rows) carried.challengerPredictions.set(r.slot, Number(r.n));
+  const cr = await db.query<{ slot: number; n: string }>(
+    `WITH ins AS (
+       INSERT INTO prescore.challenger_rejects (run_id, slot, key, reason)
+       SELECT ${n}, r.slot, r.key, r.reason FROM prescore.challenger_rejects r
+        WHERE r.run_id = ${id(baseId)} AND r.key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ${DELTA} d WHERE d.key = r.key COLLATE "C")
+       RETURNING slot)
+     SELECT slot, count(*) AS n FROM ins GROUP BY slot`,
+  );
+  for (const r of cr.rows) carried.challengerRejects.set(r.slot, Number(r.n));
+  return carried;
+}
+
+/**
+ * The carried rows as one chunk of the run, done in the transaction that copied them: read =
+ * carried rows, written = carried predictions, rejected = carried rejects, so the run's counts add
+ * up as for a chunk it scored. `profile`: the base run's profile (encoded), standing in for the
+ * carried rows' features and outputs.
+ */
+export async function insertCarriedChunk(
+  db: Queryable,
+  runId: string,
+  chunkNo: number,
+  carried: Carried,
+  profile: Buffer | null,
+): Promise<void> {
+  const total = carried.predictions + carried.rejects;
+  await db.query(
+    `INSERT INTO prescore.run_chunks (run_id, chunk_no, lo, hi, rows_planned, status, rows_read, rows_written, rows_rejected,
+                                      profile, attempts, finished_at, carried)
+     VALUES ($1::bigint, $2, NULL, NULL, $3, 'done', $3, $4, $5, $6, 1, now(), true)`,
+    [runId, chunkNo, total, carried.predictions, carried.rejects, profile],
+  );
+}
+
+/** The run's plan as recorded: its counts and how it was planned (runs.incremental). */
+export async function recordIncremental(
+  db: Queryable,
+  runId: string,
+  plan: { rowsPlanned: number; chunks: number; rowsCarried: number; incremental: object },
+): Promise<void> {
+  await db.query(
+    `UPDATE prescore.runs SET rows_planned = $2, chunks = $3, rows_carried = $4, incremental = $5 WHERE id = $1::bigint`,
+    [runId, plan.rowsPlanned, plan.chunks, plan.rowsCarried, JSON.stringify(plan.incremental)],
+  );
+}
+
+/** The chunk reader's filter of an incremental run: its changed keys (and NULL keys, which no run carries). */
+export function changedKeysFilter(key: string, runId: string, nullKeys: boolean): string {
+  const inSet = `${key} IN (SELECT key FROM ${changedTable(runId)})`;
+  return nullKeys ? `(${inSet} OR ${key} IS NULL)` : inSet;
+}

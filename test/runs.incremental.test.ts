@@ -1,0 +1,176 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { linearModel } from './fixtures/models.js';
+import { cli, createTestDb, featureNames, jobSpec, registerModel, writeJob, type TestDb } from './helpers.js';
+
+const DAY1 = '2026-11-01';
+const DAY2 = '2026-11-02';
+const ROWS = 3000;
+const OLD = '2026-01-01 00:00:00+00';
+
+interface RunJson {
+  id: string;
+  status: string;
+  rowsRead: number;
+  rowsWritten: number;
+  rowsRejected: number;
+  rowsCarried: number;
+  incremental: { full: boolean; reason: string | null; baseRunId?: string; changed?: number; gone?: number } | null;
+}
+
+/** Everything a run publishes, per key: champion score or reject reason, challenger score or reject reason. */
+async function published(db: TestDb, runId: string): Promise<Map<string, string>> {
+  const { rows } = await db.pool.query<{ k: string; v: string }>(
+    `SELECT 'p:' || key AS k, score::text AS v FROM prescore.predictions WHERE run_id = $1
+     UNION ALL SELECT 'r:' || key, reason FROM prescore.rejects WHERE run_id = $1
+     UNION ALL SELECT 'c' || slot || ':' || key, score::text FROM prescore.challenger_predictions WHERE run_id = $1
+     UNION ALL SELECT 'cr' || slot || ':' || key, reason FROM prescore.challenger_rejects WHERE run_id = $1`,
+    [runId],
+  );
+  return new Map(rows.map((r) => [r.k, r.v]));
+}
+
+function assertSame(actual: Map<string, string>, expected: Map<string, string>, what: string): void {
+  assert.deepEqual([...actual.keys()].sort(), [...expected.keys()].sort(), `${what}: key sets`);
+  for (const [k, v] of expected) {
+    const a = actual.get(k)!;
+    if (k.startsWith('p:') || k.startsWith('c')) {
+      if (!k.startsWith('cr')) {
+        assert.ok(Math.abs(Number(a) - Number(v)) <= 1e-6, `${what}: ${k} ${a} vs ${v}`);
+        continue;
+      }
+    }
+    assert.equal(a, v, `${what}: ${k}`);
+  }
+}
+
+async function run(db: TestDb, job: string, date: string, ...flags: string[]): Promise<RunJson> {
+  const r = await cli(db, ['run', job, '--date', date, '--json', ...flags]);
+  assert.equal(r.code, 0, r.stderr);
+  const info = JSON.parse(r.stdout) as RunJson;
+  assert.equal(info.status, 'published');
+  assert.equal(info.rowsRead, info.rowsWritten + info.rowsRejected, 'read = written + rejected');
+  return info;
+}
+
+/**
+ * Incremental runs publish exactly what a full run of the same data publishes (champion and
+ * challenger scores, rejects of both), scoring only what changed; a model change rescores all.
+ */
+describe('incremental runs', () => {
+  let db: TestDb;
+  const features = featureNames(4);
+  const full = (name: string) => jobSpec(name, 'lin@champion', 'inc', features, { challengers: ['log@1'], keepRuns: 3 });
+  before(async () => {
+    db = await createTestDb('incremental');
+    await db.pool.query(
+      `CREATE TABLE inc (id bigint NOT NULL, as_of date NOT NULL, f0 real, f1 real, f2 real, f3 real,
+                         updated_at timestamptz NOT NULL DEFAULT '${OLD}', PRIMARY KEY (as_of, id))`,
+    );
+    await db.pool.query(
+      `INSERT INTO inc (id, as_of, f0, f1, f2, f3)
+       SELECT g, $1, 2 * sin(g * 0.37), 2 * sin(g * 0.37 + 1.3), 2 * sin(g * 0.37 + 2.6), CASE WHEN g % 500 = 0 THEN NULL ELSE 2 * cos(g) END
+         FROM generate_series(1, $2::int) g`,
+      [DAY1, ROWS],
+    );
+    await registerModel(db, 'lin', 'linear-float32');
+    await registerModel(db, 'log', 'log'); // NaN / -Infinity for f0 <= 0: challenger rejects
+    writeJob(db, full('inc-full'));
+    writeJob(db, { ...full('inc-since'), incremental: { changedSince: 'updated_at' } });
+    writeJob(db, { ...full('inc-hash'), incremental: { mode: 'hash' } });
+  });
+  after(async () => db.drop());
+
+  test('jobs validate names the incremental field and the fix', async () => {
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ changedSince: 'nope' }, /incremental\.changedSince: column "nope" does not exist in inc/],
+      [{ changedSince: 'f0' }, /incremental\.changedSince: column "f0" is real; it must be timestamp or timestamptz/],
+      [{ mode: 'md5' }, /incremental: must be \{"changedSince": "<timestamp column>"\} or \{"mode": "hash"\}/],
+    ];
+    for (const [incremental, expected] of cases) {
+      writeJob(db, { ...full('inc-bad'), incremental });
+      const r = await cli(db, ['jobs', 'validate', 'inc-bad']);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, expected);
+    }
+    const { source: _source, ...rest } = full('inc-bad');
+    void _source;
+    writeJob(db, {
+      ...rest,
+      source: { query: 'SELECT * FROM inc', key: 'id', partition: 'as_of', features },
+      incremental: { mode: 'hash' },
+    });
+    const q = await cli(db, ['jobs', 'validate', 'inc-bad']);
+    assert.equal(q.code, 2, q.stderr);
+    assert.match(q.stderr, /incremental: needs source.table .* put the query in a view/);
+    fs.rmSync(path.join(db.jobsDir, 'inc-bad.json'));
+  });
+
+  test('day 2 with 1% changed, keys gone and new: both modes publish what a full run does', async () => {
+    const since1 = await run(db, 'inc-since', DAY1);
+    const hash1 = await run(db, 'inc-hash', DAY1);
+    for (const r of [since1, hash1]) {
+      assert.equal(r.incremental?.full, true);
+      assert.match(r.incremental?.reason ?? '', /no published run of inc-\w+ on or before 2026-11-01/);
+      assert.equal(r.rowsCarried, 0);
+    }
+    // Day 2: day 1's rows as they were (their timestamps too), then 30 changed (1%), one made
+    // bad and one bad made good, 20 gone, 25 new with an OLD timestamp (new keys count anyway).
+    await db.pool.query(`INSERT INTO inc SELECT id, $2, f0, f1, f2, f3, updated_at FROM inc WHERE as_of = $1`, [DAY1, DAY2]);
+    await db.pool.query(`UPDATE inc SET f0 = -f0, updated_at = now() WHERE as_of = $1 AND id % 100 = 7`, [DAY2]);
+    await db.pool.query(`UPDATE inc SET f2 = NULL, updated_at = now() WHERE as_of = $1 AND id = 11`, [DAY2]);
+    await db.pool.query(`UPDATE inc SET f3 = 0.5, updated_at = now() WHERE as_of = $1 AND id = 1000`, [DAY2]);
+    await db.pool.query(`DELETE FROM inc WHERE as_of = $1 AND id % 150 = 1`, [DAY2]);
+    await db.pool.query(
+      `INSERT INTO inc (id, as_of, f0, f1, f2, f3) SELECT g, $1, sin(g), cos(g), 0.1, -0.2 FROM generate_series($2::int, $2::int + 24) g`,
+      [DAY2, ROWS + 1],
+    );
+    const truth = await run(db, 'inc-full', DAY2);
+    const expected = await published(db, truth.id);
+    const since2 = await run(db, 'inc-since', DAY2);
+    const hash2 = await run(db, 'inc-hash', DAY2);
+    for (const [r, base] of [
+      [since2, since1],
+      [hash2, hash1],
+    ] as const) {
+      assert.equal(r.incremental?.full, false);
+      assert.equal(r.incremental?.baseRunId, base.id);
+      assert.equal(r.incremental?.changed, 30 + 2 + 25, 'changed: 30 + 2 + 25 new');
+      assert.equal(r.incremental?.gone, 20);
+      assert.equal(r.rowsCarried, ROWS - 20 - 32);
+      assert.equal(r.rowsRead, truth.rowsRead);
+      assert.equal(r.rowsRejected, truth.rowsRejected);
+      assertSame(await published(db, r.id), expected, `run ${r.id}`);
+    }
+    // A rerun of the same date starts from that date's run: nothing changed, all carried.
+    const again = await run(db, 'inc-hash', DAY2);
+    assert.equal(again.incremental?.baseRunId, hash2.id);
+    assert.equal(again.incremental?.changed, 0);
+    assert.equal(again.rowsCarried, truth.rowsRead);
+    assertSame(await published(db, again.id), expected, 'rerun');
+    const show = await cli(db, ['runs', 'show', again.id]);
+    assert.match(show.stdout, new RegExp(`rowsCarried\\s+${truth.rowsRead}`));
+  });
+
+  test('a model promotion or --full rescores every row', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prescore-inc-'));
+    fs.writeFileSync(path.join(dir, 'lin2.onnx'), linearModel(4, 9).bytes);
+    const reg = await cli(db, ['models', 'register', 'lin', path.join(dir, 'lin2.onnx'), '--alias', 'champion']);
+    assert.equal(reg.code, 0, reg.stderr);
+    fs.rmSync(dir, { recursive: true, force: true });
+    const truth = await run(db, 'inc-full', DAY2);
+    for (const job of ['inc-since', 'inc-hash']) {
+      const r = await run(db, job, DAY2);
+      assert.equal(r.incremental?.full, true, job);
+      assert.match(r.incremental?.reason ?? '', /the model is lin v2, not lin v1 since run \d+ \(2026-11-02\)/);
+      assert.equal(r.rowsCarried, 0);
+      assertSame(await published(db, r.id), await published(db, truth.id), job);
+    }
+    const forced = await run(db, 'inc-hash', DAY2, '--full');
+    assert.equal(forced.incremental?.reason, '--full');
+    assert.equal(forced.rowsCarried, 0);
+  });
+});
