@@ -4,7 +4,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { linearModel } from './fixtures/models.js';
-import { cli, createTestDb, featureNames, holdLock, jobSpec, registerModel, startCli, waitFor, writeJob, type TestDb } from './helpers.js';
+import {
+  cli,
+  createTestDb,
+  featureNames,
+  holdLock,
+  jobSpec,
+  registerModel,
+  startCli,
+  waitFor,
+  writeJob,
+  type TestDb,
+} from './helpers.js';
 
 const DAY1 = '2026-11-01';
 const DAY2 = '2026-11-02';
@@ -167,8 +178,12 @@ describe('incremental runs', () => {
     };
     const figures = await compare(truthId);
     const serving = async () =>
-      (await db.pool.query<{ id: string }>(`SELECT run_id::text AS id FROM prescore.serving WHERE job = 'inc-hash' AND date = $1`, [DAY2]))
-        .rows[0]!.id;
+      (
+        await db.pool.query<{ id: string }>(
+          `SELECT run_id::text AS id FROM prescore.serving WHERE job = 'inc-hash' AND date = $1`,
+          [DAY2],
+        )
+      ).rows[0]!.id;
     const before = await serving();
     const back = await cli(db, ['runs', 'rollback', 'inc-hash', '--date', DAY2, '--json']);
     assert.equal(back.code, 0, back.stderr);
