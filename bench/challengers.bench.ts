@@ -2,8 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { packageRoot } from '../src/paths.js';
-import { benchDatabase, logLine, runCli, type CliRun } from './support.js';
+import { benchDatabase, logLine, runCli, type CliRun, registerBenchModel, seedBenchFeatures, BENCH_SOURCE } from './support.js';
 
 /**
  * `npm run bench:challengers`: the MLP as champion with the 100-tree ensemble as challenger, in
@@ -17,20 +16,7 @@ const FEATURES = 32;
 const DATE = '2026-01-03';
 
 async function seed(pool: pg.Pool): Promise<void> {
-  const cols = Array.from({ length: FEATURES }, (_, i) => `f${i}`);
-  await pool.query(
-    `CREATE UNLOGGED TABLE IF NOT EXISTS bench_features (id bigint NOT NULL, as_of date NOT NULL,
-       ${cols.map((c) => `${c} real`).join(', ')}, PRIMARY KEY (as_of, id))`,
-  );
-  const have = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM bench_features WHERE as_of = $1', [DATE]);
-  if (have.rows[0]!.n === ROWS) return;
-  await pool.query('DELETE FROM bench_features WHERE as_of = $1', [DATE]);
-  await pool.query(
-    `INSERT INTO bench_features SELECT g, $1::date, ${cols.map((_, j) => `(sin(g * 0.001 + ${j}) * 2)::real`).join(', ')}
-       FROM generate_series(1, $2::int) g`,
-    [DATE, ROWS],
-  );
-  await pool.query('VACUUM ANALYZE bench_features');
+  await seedBenchFeatures(pool, DATE, ROWS);
 }
 
 function job(name: string, model: string, challengers?: string[]) {
@@ -38,12 +24,7 @@ function job(name: string, model: string, challengers?: string[]) {
     name,
     model,
     ...(challengers ? { challengers } : {}),
-    source: {
-      table: 'bench_features',
-      key: 'id',
-      partition: 'as_of',
-      features: Array.from({ length: FEATURES }, (_, i) => `f${i}`),
-    },
+    source: BENCH_SOURCE,
     chunkRows: 50_000,
     keepRuns: 1,
   };
@@ -63,13 +44,7 @@ async function main(): Promise<void> {
   await pool.end();
   const jobsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'prescore-bench-ch-'));
   const env = { DATABASE_URL: url, PRESCORE_JOBS_DIR: jobsDir, PRESCORE_LOG_LEVEL: 'info' };
-  for (const m of ['mlp', 'trees']) {
-    const r = await runCli(
-      ['models', 'register', m, path.join(packageRoot, 'test', 'models', `${m}.onnx`), '--alias', 'bench'],
-      env,
-    );
-    if (r.code !== 0) throw new Error(r.stderr);
-  }
+  for (const m of ['mlp', 'trees']) await registerBenchModel(m, env);
   const jobs = {
     'bench-ch-mlp': job('bench-ch-mlp', 'mlp@bench'),
     'bench-ch-trees': job('bench-ch-trees', 'trees@bench'),

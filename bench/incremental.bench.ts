@@ -2,8 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { packageRoot } from '../src/paths.js';
-import { benchDatabase, runCli, type CliRun } from './support.js';
+import { benchDatabase, runCli, type CliRun, registerBenchModel } from './support.js';
 
 /**
  * `npm run bench:incremental`: BENCH_ROWS (default 2,000,000) rows x 32 float4 features, the
@@ -73,11 +72,7 @@ async function main(): Promise<void> {
   process.stderr.write(`seeded ${ROWS.toLocaleString()} rows in ${((performance.now() - t) / 1000).toFixed(1)} s\n`);
   const jobsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'prescore-bench-incr-'));
   const env = { DATABASE_URL: url, PRESCORE_JOBS_DIR: jobsDir, PRESCORE_LOG_LEVEL: 'info' };
-  const reg = await runCli(
-    ['models', 'register', 'mlp', path.join(packageRoot, 'test', 'models', 'mlp.onnx'), '--alias', 'bench'],
-    env,
-  );
-  if (reg.code !== 0) throw new Error(reg.stderr);
+  await registerBenchModel('mlp', env);
   const jobs: [string, object | undefined][] = [
     ['bench-incr-full', undefined],
     ['bench-incr-since', { changedSince: 'updated_at' }],

@@ -4,7 +4,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { spawn } from 'node:child_process';
 import { packageRoot } from '../src/paths.js';
-import { benchDatabase, runCli } from './support.js';
+import { benchDatabase, runCli, registerBenchModel } from './support.js';
 
 /**
  * `npm run bench:queue`: the same 500,000-row MLP run three ways — in one process, through
@@ -46,11 +46,7 @@ async function main(): Promise<void> {
     }),
   );
   const base = { DATABASE_URL: url, PRESCORE_JOBS_DIR: jobsDir, PRESCORE_LOG_LEVEL: 'warn' };
-  const reg = await runCli(
-    ['models', 'register', 'mlp', path.join(packageRoot, 'test', 'models', 'mlp.onnx'), '--alias', 'bench'],
-    base,
-  );
-  if (reg.code !== 0) throw new Error(reg.stderr);
+  await registerBenchModel('mlp', base);
 
   const out: string[] = [];
   const local = await runCli(['run', 'bench-queue', '--date', DATE], base);

@@ -2,8 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { packageRoot } from '../src/paths.js';
-import { benchDatabase, logLine, runCli, type CliRun } from './support.js';
+import { benchDatabase, logLine, runCli, type CliRun, registerBenchModel, seedBenchFeatures, BENCH_SOURCE } from './support.js';
 
 /**
  * `npm run bench`: 2,000,000 rows x 32 float4 features through `prescore run`, with the MLP
@@ -22,29 +21,8 @@ const PAIRS = Number(process.env.BENCH_PAIRS ?? 3);
 const SMALL_DATE = '2026-01-01';
 
 async function seed(pool: pg.Pool): Promise<void> {
-  const cols = Array.from({ length: FEATURES }, (_, i) => `f${i}`);
-  await pool.query(
-    `CREATE UNLOGGED TABLE IF NOT EXISTS bench_features (id bigint NOT NULL, as_of date NOT NULL,
-       ${cols.map((c) => `${c} real`).join(', ')}, PRIMARY KEY (as_of, id))`,
-  );
-  for (const [date, rows] of [
-    [BIG_DATE, BIG],
-    [SMALL_DATE, SMALL],
-  ] as const) {
-    const have = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM bench_features WHERE as_of = $1', [date]);
-    if (have.rows[0]!.n === rows) continue;
-    await pool.query('DELETE FROM bench_features WHERE as_of = $1', [date]);
-    const t = performance.now();
-    await pool.query(
-      `INSERT INTO bench_features SELECT g, $1::date, ${cols.map((_, j) => `(sin(g * 0.001 + ${j}) * 2)::real`).join(', ')}
-         FROM generate_series(1, $2::int) g`,
-      [date, rows],
-    );
-    await pool.query('VACUUM ANALYZE bench_features');
-    process.stderr.write(
-      `seeded ${rows.toLocaleString()} rows for ${date} in ${((performance.now() - t) / 1000).toFixed(1)} s\n`,
-    );
-  }
+  await seedBenchFeatures(pool, BIG_DATE, BIG);
+  await seedBenchFeatures(pool, SMALL_DATE, SMALL);
 }
 
 function job(name: string, model: string, profile = true) {
@@ -52,12 +30,7 @@ function job(name: string, model: string, profile = true) {
     name,
     monitor: { profile },
     model: `${model}@bench`,
-    source: {
-      table: 'bench_features',
-      key: 'id',
-      partition: 'as_of',
-      features: Array.from({ length: FEATURES }, (_, i) => `f${i}`),
-    },
+    source: BENCH_SOURCE,
     chunkRows: 50_000,
     keepRuns: 1,
   };
@@ -77,11 +50,7 @@ async function main(): Promise<void> {
   const jobsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'prescore-bench-'));
   const env = { DATABASE_URL: url, PRESCORE_JOBS_DIR: jobsDir, PRESCORE_LOG_LEVEL: 'info' };
   for (const m of ['mlp', 'trees']) {
-    const r = await runCli(
-      ['models', 'register', m, path.join(packageRoot, 'test', 'models', `${m}.onnx`), '--alias', 'bench'],
-      env,
-    );
-    if (r.code !== 0) throw new Error(r.stderr);
+    await registerBenchModel(m, env);
     fs.writeFileSync(path.join(jobsDir, `bench-${m}.json`), JSON.stringify(job(`bench-${m}`, m)));
     // The same job without drift profiling: what profiling costs.
     fs.writeFileSync(path.join(jobsDir, `bench-${m}-noprof.json`), JSON.stringify(job(`bench-${m}-noprof`, m, false)));

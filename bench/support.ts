@@ -93,3 +93,37 @@ export async function stopChild(child: ChildProcess): Promise<void> {
   child.kill('SIGTERM');
   await exited;
 }
+
+/** Registers test/models/<model>.onnx (`npm run bench` writes them) as `<model>@bench`; throws with the CLI's stderr. */
+export async function registerBenchModel(model: string, env: Record<string, string>): Promise<void> {
+  const r = await runCli(
+    ['models', 'register', model, path.join(packageRoot, 'test', 'models', `${model}.onnx`), '--alias', 'bench'],
+    env,
+  );
+  if (r.code !== 0) throw new Error(r.stderr);
+}
+
+/** The 32 float4 feature columns of `bench_features`, the table run.bench and challengers.bench score. */
+export const BENCH_COLUMNS = Array.from({ length: 32 }, (_, i) => `f${i}`);
+
+/** A job's source over `bench_features`. */
+export const BENCH_SOURCE = { table: 'bench_features', key: 'id', partition: 'as_of', features: BENCH_COLUMNS };
+
+/** Fills `bench_features` with `rows` rows for `date`, unless it already has exactly that many. */
+export async function seedBenchFeatures(pool: pg.Pool, date: string, rows: number): Promise<void> {
+  await pool.query(
+    `CREATE UNLOGGED TABLE IF NOT EXISTS bench_features (id bigint NOT NULL, as_of date NOT NULL,
+       ${BENCH_COLUMNS.map((c) => `${c} real`).join(', ')}, PRIMARY KEY (as_of, id))`,
+  );
+  const have = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM bench_features WHERE as_of = $1', [date]);
+  if (have.rows[0]!.n === rows) return;
+  await pool.query('DELETE FROM bench_features WHERE as_of = $1', [date]);
+  const t = performance.now();
+  await pool.query(
+    `INSERT INTO bench_features SELECT g, $1::date, ${BENCH_COLUMNS.map((_, j) => `(sin(g * 0.001 + ${j}) * 2)::real`).join(', ')}
+       FROM generate_series(1, $2::int) g`,
+    [date, rows],
+  );
+  await pool.query('VACUUM ANALYZE bench_features');
+  process.stderr.write(`seeded ${rows.toLocaleString()} rows for ${date} in ${((performance.now() - t) / 1000).toFixed(1)} s\n`);
+}

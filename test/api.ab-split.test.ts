@@ -6,6 +6,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { bucketSql } from '../src/db/sql/variants.js';
 import { bucketOf, jobVariants, resolveSplit } from '../src/serving/split.js';
+import { assertClose } from './helpers.js';
 import { linearModel } from './fixtures/models.js';
 import { request, runJob } from './api-helpers.js';
 import {
@@ -15,6 +16,7 @@ import {
   jobSpec,
   registerModel,
   seedFeatures,
+  sourceRows,
   startCli,
   waitFor,
   writeJob,
@@ -35,6 +37,7 @@ interface Item {
   variant?: string;
   assigned?: string;
   fallback?: string;
+  source?: string;
   score: number | null;
 }
 
@@ -367,6 +370,52 @@ describe('A/B serving (serving.split)', () => {
       assert.deepEqual(Object.keys(plain.body), ['job', 'key', 'asOf', 'runId', 'model', 'score', 'label', 'outputs']);
     } finally {
       await Promise.all([a.stop(), b.stop(), restarted?.stop()]);
+    }
+  });
+
+  test('with compute on miss: a key the run lacks is computed by the champion, a challenger-assigned one says so', async () => {
+    const job = 'ab-miss';
+    await seedFeatures(db.pool, 'feats_miss', { rows: 200, features: 4, date: DATE });
+    const spec = (extra: Record<string, unknown>) =>
+      jobSpec(job, 'lin@champion', 'feats_miss', featureNames(4), { challengers: ['lin@challenger'], ...extra });
+    writeJob(db, spec({ serving: { onMiss: 'compute' } }));
+    const run = await runJob(db, job, DATE);
+    writeJob(db, spec({ serving: { onMiss: 'compute', split: { champion: 50, challenger: 50 } } }));
+    // Keys added after the run: missing from it, in the source for its date.
+    await db.pool.query(
+      `INSERT INTO feats_miss SELECT g, $1::date, sin(g), cos(g), 0.5, -0.25 FROM generate_series(1001, 1040) g`,
+      [DATE],
+    );
+    const source = await sourceRows(db.pool, 'feats_miss', 4, DATE);
+    const fresh = Array.from({ length: 40 }, (_, i) => String(1001 + i));
+    const assigned = (k: string) => (bucketOf(job, k) < 50 ? 'champion' : 'challenger');
+    assert.ok(fresh.some((k) => assigned(k) === 'challenger') && fresh.some((k) => assigned(k) === 'champion'));
+    const server = await serve(db);
+    try {
+      const r = await request<Batch>(server.base, `/v1/predictions/${job}`, { body: { keys: [...fresh, '7'] } });
+      assert.equal(r.status, 200, r.text);
+      assert.deepEqual(r.body.missing, []);
+      const items = new Map(r.body.predictions.map((p) => [p.key, p]));
+      for (const key of fresh) {
+        const item = items.get(key)!;
+        assert.equal(item.runId, run);
+        assert.equal(item.source, 'computed', `key ${key}`);
+        assert.equal(item.variant, 'champion', `key ${key}`);
+        assert.deepEqual(item.model, { name: 'lin', version: 1 });
+        assertClose(item.score!, linearModel().expect(source.get(key)!).score!, 1e-5, `computed key ${key}`);
+        if (assigned(key) === 'champion') assert.equal(item.fallback, undefined, `key ${key}`);
+        else {
+          assert.equal(item.assigned, 'challenger', `key ${key}`);
+          assert.equal(item.fallback, 'challenger "challenger" (lin v2) has no prediction for this key', `key ${key}`);
+        }
+      }
+      // A stored key is answered as before, from its variant; a GET of a computed key says the same as the POST.
+      assert.equal(items.get('7')!.source, undefined);
+      const one = fresh.find((k) => assigned(k) === 'challenger')!;
+      const get = await request<Item>(server.base, `/v1/predictions/${job}/${one}`);
+      assert.equal(JSON.stringify(get.body), JSON.stringify(items.get(one)));
+    } finally {
+      await server.stop();
     }
   });
 });

@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { evaluationProvider, type Evaluation, type EvaluationRow } from '../src/outcomes/evaluate.js';
+import { binaryModel } from './fixtures/models.js';
 import { request, runJob, startApi, type RunningApi } from './api-helpers.js';
 import { assertClose, cli, createTestDb, registerModel, servedPredictions, writeJob, type TestDb } from './helpers.js';
 
@@ -197,44 +201,52 @@ describe('evaluate: served predictions against outcomes', () => {
     assert.equal(overall.auc, undefined);
   });
 
-  test('challenger predictions of a served run are evaluated as their own model version', async () => {
-    const run = runs.binD1!;
-    // The run scored only its champion (slot 0, pinned at plan); a challenger's rows are added by hand.
-    await db.pool.query(
-      `INSERT INTO prescore.run_models (run_id, slot, ref, model_name, model_version, model_sha256)
-       SELECT $1::bigint, 1, 'lin@1', 'lin', 1, sha256 FROM prescore.models WHERE name = 'lin'`,
-      [run],
-    );
-    await db.pool.query(
-      `CREATE TABLE IF NOT EXISTS prescore.challenger_predictions_r${run} PARTITION OF prescore.challenger_predictions FOR VALUES IN (${run})`,
-    );
-    // A worse model: the champion's score, reversed for one key in three.
-    await db.pool.query(
-      `INSERT INTO prescore.challenger_predictions (run_id, slot, key, score)
-       SELECT run_id, 1, key, CASE WHEN key::bigint % 3 = 0 THEN 1 - score ELSE score END FROM prescore.predictions WHERE run_id = $1`,
-      [run],
-    );
-    const e = (await request<Evaluation>(api.base, `/v1/jobs/ev-bin/evaluation?from=${D1}&to=${D1}`)).body;
+  test('a challenger scored by the run is evaluated as its own model version (same name, another version)', async () => {
+    // A real challenger: another binary classifier registered as bin v2, scored in the run's pass.
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'prescore-ev-'));
+    const other = binaryModel(3, 21);
+    fs.writeFileSync(path.join(tmp, 'bin2.onnx'), other.bytes);
+    const reg = await cli(db, ['models', 'register', 'bin', path.join(tmp, 'bin2.onnx'), '--alias', 'challenger']);
+    assert.equal(reg.code, 0, reg.stderr);
+    fs.rmSync(tmp, { recursive: true, force: true });
+    writeJob(db, {
+      name: 'ev-ch',
+      model: 'bin@champion',
+      challengers: ['bin@challenger'],
+      source: { table: 'feats', key: 'id', partition: 'as_of', features: ['f0', 'f1', 'f2'] },
+      output: { score: 'probabilities[1]', label: 'label' },
+      outcomes: { table: 'outc', key: 'cid', date: 'day', outcome: 'churned' },
+      chunkRows: 1000,
+    });
+    const run = await runJob(db, 'ev-ch', D1);
+    const e = (await request<Evaluation>(api.base, `/v1/jobs/ev-ch/evaluation?from=${D1}&to=${D1}`)).body;
     assert.deepEqual(
-      e.rows.map((x) => [x.model.name, x.date]),
+      e.rows.map((x) => [x.model.name, x.model.version, x.date]),
       [
-        ['bin', D1],
-        ['bin', null],
-        ['lin', D1],
-        ['lin', null],
+        ['bin', 1, D1],
+        ['bin', 1, null],
+        ['bin', 2, D1],
+        ['bin', 2, null],
       ],
     );
-    const champion = await pairs(D1);
-    const { rows } = await db.pool.query<{ key: string; score: number }>(
-      'SELECT key, score FROM prescore.challenger_predictions WHERE run_id = $1',
+    const { rows } = await db.pool.query<{ key: string; score: number; label: string }>(
+      'SELECT key, score, label FROM prescore.challenger_predictions WHERE run_id = $1 AND slot = 1',
       [run],
     );
+    assert.equal(rows.length, ROWS);
+    const source = await db.pool.query<{ id: string; f0: number; f1: number; f2: number }>(
+      'SELECT id::text, f0, f1, f2 FROM feats WHERE as_of = $1',
+      [D1],
+    );
+    const x = new Map(source.rows.map((r) => [r.id, [r.f0, r.f1, r.f2]]));
+    for (const r of rows) assertClose(r.score, other.expect(x.get(r.key)!).score!, 1e-5, `challenger key ${r.key}`);
     const challenger = rows
       .filter((c) => outcomes.has(`${D1} ${c.key}`))
-      .map((c) => ({ score: c.score, y: outcomes.get(`${D1} ${c.key}`)!, label: null }));
-    checkClassifier(e.rows[0]!, champion, 'champion');
+      .map((c) => ({ score: c.score, y: outcomes.get(`${D1} ${c.key}`)!, label: c.label }));
+    // The champion is the ev-bin job's model on the same rows: the same figures.
+    checkClassifier(e.rows[0]!, await pairs(D1), 'champion');
     checkClassifier(e.rows[2]!, challenger, 'challenger');
-    assert.ok(e.rows[2]!.auc! < e.rows[0]!.auc!, 'the reversed challenger ranks worse');
+    assert.notEqual(e.rows[2]!.auc, e.rows[0]!.auc);
   });
 
   test('bad input: outcomes without the key, date or a numeric outcome column, several statements, a write, from > to', async () => {

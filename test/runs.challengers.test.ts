@@ -183,6 +183,27 @@ describe('challengers', () => {
     assert.deepEqual(tables.rows[0], { p: null, c: null, r: 0 });
   });
 
+  test('export of a run with challengers: the champion only, and the command says so', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prescore-chall-'));
+    try {
+      const csv = await cli(db, ['export', 'ch', '--date', DATE, '--out', path.join(dir, 'ch.csv')]);
+      assert.equal(csv.code, 0, csv.stderr);
+      const note =
+        /note: the run of job ch also scored lin@challenger, log@1: the (csv file|bundle) holds the champion's predictions only/;
+      assert.match(csv.stderr, note);
+      const lines = fs.readFileSync(path.join(dir, 'ch.csv'), 'utf8').trim().split('\n');
+      assert.equal(lines.length, 1 + ROWS, 'one row per key: no challenger rows');
+      const source = await sourceRows(db.pool, 'feats', 4, DATE);
+      const [key, score] = lines[1]!.split(',');
+      assertClose(Number(score), linearModel().expect(source.get(key!)!).score!, 1e-5, `champion score of key ${key}`);
+      const bundle = await cli(db, ['export', 'ch', '--date', DATE, '--out', path.join(dir, 'bundle')]);
+      assert.equal(bundle.code, 0, bundle.stderr);
+      assert.match(bundle.stderr, note);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('kill -9 in the middle of a run, then resume: each (key, slot) once, published together', async () => {
     const child = startCli(db, ['run', 'ch', '--date', KILL_DATE], { PRESCORE_CHUNK_CONCURRENCY: '2' });
     const runId = await waitFor('two chunks done', async () => {

@@ -4,7 +4,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { linearModel } from './fixtures/models.js';
-import { cli, createTestDb, featureNames, jobSpec, registerModel, writeJob, type TestDb } from './helpers.js';
+import {
+  cli,
+  createTestDb,
+  featureNames,
+  holdLock,
+  jobSpec,
+  registerModel,
+  startCli,
+  waitFor,
+  writeJob,
+  type TestDb,
+} from './helpers.js';
 
 const DAY1 = '2026-11-01';
 const DAY2 = '2026-11-02';
@@ -64,6 +75,8 @@ describe('incremental runs', () => {
   let db: TestDb;
   const features = featureNames(4);
   const full = (name: string) => jobSpec(name, 'lin@champion', 'inc', features, { challengers: ['log@1'], keepRuns: 3 });
+  /** The full job's day 2 run: what every incremental run of day 2 must publish. */
+  let truthId: string;
   before(async () => {
     db = await createTestDb('incremental');
     await db.pool.query(
@@ -129,6 +142,7 @@ describe('incremental runs', () => {
       [DAY2, ROWS + 1],
     );
     const truth = await run(db, 'inc-full', DAY2);
+    truthId = truth.id;
     const expected = await published(db, truth.id);
     const since2 = await run(db, 'inc-since', DAY2);
     const hash2 = await run(db, 'inc-hash', DAY2);
@@ -153,6 +167,72 @@ describe('incremental runs', () => {
     assertSame(await published(db, again.id), expected, 'rerun');
     const show = await cli(db, ['runs', 'show', again.id]);
     assert.match(show.stdout, new RegExp(`rowsCarried\\s+${truth.rowsRead}`));
+  });
+
+  test('after a rollback the base is the run serving; compare counts carried rows; kill -9 in the plan loses nothing', async () => {
+    const expected = await published(db, truthId);
+    const compare = async (id: string) => {
+      const r = await cli(db, ['runs', 'compare', id, '--json']);
+      assert.equal(r.code, 0, r.stderr);
+      return (JSON.parse(r.stdout) as { comparisons: Record<string, unknown>[] }).comparisons;
+    };
+    const figures = await compare(truthId);
+    const serving = async () =>
+      (
+        await db.pool.query<{ id: string }>(
+          `SELECT run_id::text AS id FROM prescore.serving WHERE job = 'inc-hash' AND date = $1`,
+          [DAY2],
+        )
+      ).rows[0]!.id;
+    const before = await serving();
+    const back = await cli(db, ['runs', 'rollback', 'inc-hash', '--date', DAY2, '--json']);
+    assert.equal(back.code, 0, back.stderr);
+    const to = (JSON.parse(back.stdout) as { to: string }).to;
+    assert.notEqual(to, before);
+    const next = await run(db, 'inc-hash', DAY2);
+    assert.equal(next.incremental?.baseRunId, to, 'the next incremental run starts from the run rolled back to');
+    assert.equal(next.rowsCarried, next.rowsRead, 'nothing changed: every row carried, the challenger rows too');
+    assertSame(await published(db, next.id), expected, 'after rollback');
+    // Carried rows are the run's rows: compared like scored ones, the same figures as the full run's.
+    const carriedFigures = await compare(next.id);
+    assert.equal(carriedFigures.length, 1);
+    assert.equal(carriedFigures[0]!.keys, figures[0]!.keys);
+    for (const k of ['pearson', 'spearman', 'meanAbsDiff', 'psi'] as const) {
+      assert.ok(Math.abs(Number(carriedFigures[0]![k]) - Number(figures[0]![k])) < 1e-9, `${k}`);
+    }
+    // Rolled back again (from the incremental run) to the run it carried from.
+    const again = await cli(db, ['runs', 'rollback', 'inc-hash', '--date', DAY2, '--to', to, '--json']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(await serving(), to);
+
+    // kill -9 while the plan transaction waits for the base run's table (its carry-over), then again.
+    const lock = await holdLock(db.pool, `LOCK TABLE prescore.predictions_r${to} IN ACCESS EXCLUSIVE MODE`);
+    const victim = startCli(db, ['run', 'inc-hash', '--date', DAY2]);
+    try {
+      await waitFor(
+        'the plan to wait on the base run',
+        async () =>
+          (
+            await db.pool.query(
+              `SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                WHERE NOT l.granted AND c.relname = $1 AND c.relnamespace = 'prescore'::regnamespace`,
+              [`predictions_r${to}`],
+            )
+          ).rowCount! > 0,
+        20_000,
+      );
+      victim.kill('SIGKILL');
+      assert.equal((await victim.done).signal, 'SIGKILL');
+    } finally {
+      await lock.release();
+    }
+    const after = await run(db, 'inc-hash', DAY2);
+    assert.equal(after.incremental?.baseRunId, to);
+    assertSame(await published(db, after.id), expected, 'after kill -9 in the plan');
+    const { rows } = await db.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM prescore.runs WHERE job = 'inc-hash' AND status NOT IN ('published', 'superseded')`,
+    );
+    assert.equal(rows[0]!.n, 0, 'the killed plan left no run behind');
   });
 
   test('a model promotion or --full rescores every row', async () => {

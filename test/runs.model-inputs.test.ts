@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { openBundle } from 'prescore';
+import { BundleStore } from '../src/bundle/read.js';
+import { buildBundleApi } from '../src/bundle/server.js';
+import { silentLogger } from '../src/log.js';
 import { labelEncoderModel, pipelineModel, typedInputsModel, type Row } from './fixtures/models.js';
 import { MODELS_DIR, assertClose, cli, createTestDb, jobSpec, servedPredictions, writeJob, type TestDb } from './helpers.js';
 
@@ -140,8 +146,106 @@ describe('several inputs, text, int32/bool/float16', () => {
     for (const [key, row] of source) assert.equal(served.rows.get(key)!.score, model.expect(row), `key ${key}`);
   });
 
+  test('a challenger with the same inputs is scored as that model alone (within 1e-5); one without them is refused', async () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'prescore-inputs-'));
+    const other = pipelineModel(11);
+    fs.writeFileSync(path.join(tmp, 'pipe2.onnx'), other.bytes);
+    const reg = await cli(db, ['models', 'register', 'pipe', path.join(tmp, 'pipe2.onnx'), '--alias', 'challenger']);
+    assert.equal(reg.code, 0, reg.stderr);
+    fs.rmSync(tmp, { recursive: true, force: true });
+    writeJob(
+      db,
+      jobSpec('pipe-ch', 'pipe@champion', 'pipe_feat', pipe.features, { inputs: pipe.inputs, challengers: ['pipe@challenger'] }),
+    );
+    const run = await cli(db, ['run', 'pipe-ch', '--date', DATE, '--json']);
+    assert.equal(run.code, 0, run.stderr);
+    const id = (JSON.parse(run.stdout) as { id: string }).id;
+    const source = await rows(`SELECT id, cat, age, f1, f2 FROM pipe_feat WHERE as_of = $1`, DATE);
+    const { rows: stored } = await db.pool.query<{ key: string; score: number }>(
+      'SELECT key, score FROM prescore.challenger_predictions WHERE run_id = $1 AND slot = 1',
+      [id],
+    );
+    assert.equal(stored.length, 1500);
+    for (const r of stored) assertClose(r.score, other.expect(source.get(r.key)!), 1e-5, `challenger key ${r.key}`);
+    const served = await servedPredictions(db.pool, 'pipe-ch', DATE);
+    for (const [key, row] of source) assertClose(served.rows.get(key)!.score!, pipe.expect(row), 1e-6, `champion key ${key}`);
+
+    writeJob(
+      db,
+      jobSpec('pipe-ch-bad', 'pipe@champion', 'pipe_feat', pipe.features, { inputs: pipe.inputs, challengers: ['lin@1'] }),
+    );
+    const bad = await cli(db, ['jobs', 'validate', 'pipe-ch-bad']);
+    assert.equal(bad.code, 2);
+    assert.match(
+      bad.stderr,
+      /challengers\[0\]: model lin v1 has inputs x:float32 but the champion has cat:string, age:float32, num:float32/,
+    );
+    fs.rmSync(path.join(db.jobsDir, 'pipe-ch-bad.json'));
+  });
+
+  test('incremental over text features: carried when nothing changed, a full run when the inputs mapping changes', async () => {
+    const spec = (inputs: Record<string, string[]>) =>
+      jobSpec('pipe-inc', 'pipe@champion', 'pipe_feat', pipe.features, { inputs, incremental: { mode: 'hash' } });
+    writeJob(db, spec(pipe.inputs));
+    const runOnce = async () => {
+      const r = await cli(db, ['run', 'pipe-inc', '--date', DATE, '--json']);
+      assert.equal(r.code, 0, r.stderr);
+      return JSON.parse(r.stdout) as { rowsCarried: number; incremental: { full: boolean; reason: string | null } };
+    };
+    assert.equal((await runOnce()).incremental.full, true);
+    const again = await runOnce();
+    assert.deepEqual([again.incremental.full, again.rowsCarried], [false, 1500]);
+    // The same columns, the same model, another mapping: num takes f2, f1. Every score changes.
+    writeJob(db, spec({ ...pipe.inputs, num: ['f2', 'f1'] }));
+    const swapped = await runOnce();
+    assert.equal(swapped.incremental.full, true, 'a changed inputs mapping rescores every row');
+    assert.match(swapped.incremental.reason ?? '', /^inputs changed since run \d+/);
+    assert.equal(swapped.rowsCarried, 0);
+    const served = await servedPredictions(db.pool, 'pipe-inc', DATE);
+    const source = await rows(`SELECT id, cat, age, f1, f2 FROM pipe_feat WHERE as_of = $1`, DATE);
+    for (const [key, row] of source) {
+      assertClose(served.rows.get(key)!.score!, pipe.expect({ ...row, f1: row.f2!, f2: row.f1! }), 1e-6, `key ${key}`);
+    }
+  });
+
+  test('a bundle of a job with inputs: lookups answer; scoring sent features is refused, saying why', async () => {
+    const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'prescore-inputs-')), 'bundle');
+    const exp = await cli(db, ['export', 'pipe-job', '--date', DATE, '--out', dir]);
+    assert.equal(exp.code, 0, exp.stderr);
+    assert.match(exp.stderr, /pipe-job maps its features to several or non-float inputs .*score\(\) and POST \/v1\/score refuse/);
+    const bundle = await openBundle(dir);
+    try {
+      const served = await servedPredictions(db.pool, 'pipe-job', DATE);
+      assert.equal(bundle.get('42')!.score, served.rows.get('42')!.score);
+      await assert.rejects(
+        bundle.score([{ key: 'n', features: { age: 1, f1: 2, f2: 3 } }]),
+        /job pipe-job maps its features to several or non-float inputs .*openBundle\(\)\.score\(\) scores only single-input/,
+      );
+    } finally {
+      await bundle.close();
+    }
+    const api = buildBundleApi(BundleStore.open(dir), silentLogger);
+    try {
+      const base = await api.app.listen({ port: 0, host: '127.0.0.1' });
+      const res = await fetch(`${base}/v1/score/pipe-job`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ rows: [{ key: 'n', features: { cat: 1, age: 1, f1: 2, f2: 3 } }] }),
+      });
+      assert.equal(res.status, 409);
+      assert.match(
+        ((await res.json()) as { error: string }).error,
+        /job pipe-job maps its features .*POST \/v1\/score scores only/,
+      );
+    } finally {
+      await api.close();
+      fs.rmSync(path.dirname(dir), { recursive: true, force: true });
+    }
+  });
+
   test('jobs validate refuses mappings that do not fit, naming the input and the fix', async () => {
-    for (const f of ['pipe-job', 'pipe-fail', 'typed-job', 'tier-job']) writeJob(db, { name: f, model: 'nope@1', source: {} });
+    for (const f of ['pipe-job', 'pipe-fail', 'typed-job', 'tier-job', 'pipe-ch', 'pipe-inc'])
+      writeJob(db, { name: f, model: 'nope@1', source: {} });
     const bad = (name: string, model: string, features: string[], extra: Record<string, unknown>) =>
       writeJob(db, jobSpec(name, model, 'pipe_feat', features, extra));
     bad('no-inputs', 'pipe@champion', pipe.features, {});

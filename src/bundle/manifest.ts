@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { InputError } from '../errors.js';
+import type { Feed } from '../models/inputs.js';
 import type { OutputMapping } from '../models/output.js';
 import type { InputType } from '../models/signature.js';
 
@@ -34,8 +35,14 @@ export interface Manifest {
   model: { name: string; version: number; sha256: string };
   /** The model's input as the run fed it. */
   input: { name: string; type: InputType; batch: number | null };
-  /** The job's features, in the model's input order. */
+  /** The job's features, in the model's input order (without `feeds`). */
   features: string[];
+  /**
+   * Set when the job feeds its model through an `inputs` mapping, text or int/bool/float16 inputs
+   * (models/inputs.ts): the bundle's lookups answer as always, but scoring sent features (which
+   * feeds one plain tensor) is refused, saying so.
+   */
+  feeds?: Feed[];
   /** The job's `output` section as written, and as resolved against the model. */
   output: Record<string, string> | null;
   mapping: OutputMapping;

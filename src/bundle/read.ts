@@ -4,6 +4,7 @@ import type { Pointer } from '../api/pointers.js';
 import { keyProblem } from '../api/validate.js';
 import { HttpError } from '../errors.js';
 import { sharedBytes } from '../inference/pool.js';
+import { feedsUnsupported } from '../models/inputs.js';
 import { InferencePool } from '../inference/pool.js';
 import { ScoreBatcher } from '../score/batcher.js';
 import type { ScoredRow, ScoringModel } from '../score/model.js';
@@ -115,6 +116,11 @@ export class BundleStore {
       features: m.features,
       mapping: m.mapping,
     };
+  }
+
+  /** Why scoring sent features is refused for this bundle (`what`: the caller, for the message), or null. */
+  scoreUnsupported(what: string): string | null {
+    return feedsUnsupported({ name: this.manifest.job, feeds: this.manifest.feeds }, what);
   }
 
   /** Reads and verifies `dir` (see verifyBundle). */
@@ -235,6 +241,8 @@ export async function openBundle(dir: string, options: OpenBundleOptions = {}): 
     },
     rejected: (key) => store.rejectReason(key),
     async score(rows) {
+      const unsupported = store.scoreUnsupported('openBundle().score()');
+      if (unsupported) throw new TypeError(unsupported);
       const model = store.model;
       let parsed;
       try {

@@ -106,6 +106,8 @@ export function buildBundleApi(
     {
       model: async (job) => {
         if (job !== pointer.job) throw new HttpError(404, `job "${job}" is not in this bundle (it holds job "${pointer.job}")`);
+        const unsupported = bundle.scoreUnsupported('POST /v1/score');
+        if (unsupported) throw new HttpError(409, unsupported);
         return bundle.model;
       },
       registry,

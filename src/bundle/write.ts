@@ -10,6 +10,7 @@ import { loadPointer, newestPublishedDates } from '../db/sql/serving.js';
 import type { ResolvedJob } from '../definitions/check.js';
 import { checkDate } from '../dates.js';
 import { InputError } from '../errors.js';
+import { championOnlyNote } from '../export/export.js';
 import { loadModelBytes } from '../models/registry.js';
 import {
   BUNDLE_FORMAT,
@@ -36,6 +37,24 @@ export interface BundleResult {
   dir: string;
   /** sha256 of manifest.json: pin it (`openBundle(dir, { sha256 })`) to refuse any other bundle. */
   manifestSha256: string;
+  /** What the bundle cannot do, for the operator (e.g. scoring a job whose model takes several inputs). */
+  notes: string[];
+}
+
+/**
+ * What a bundle of this run leaves out, said at export: it holds the champion's predictions
+ * and scores with the champion's model, through one plain tensor.
+ */
+function bundleNotes(job: ResolvedJob): string[] {
+  const notes: string[] = [];
+  if (job.feeds) {
+    notes.push(
+      `job ${job.name} maps its features to several or non-float inputs (inputs, text, int32/bool/float16): the bundle answers lookups, ` +
+        'but its score() and POST /v1/score refuse (they score only single-input float32/float64/int64 models)',
+    );
+  }
+  notes.push(...championOnlyNote(job, 'the bundle'));
+  return notes;
 }
 
 type Row = [key: string, score: number | null, label: string | null, outputs: number[] | null];
@@ -171,6 +190,7 @@ export async function exportBundle(pool: Pool, p: { job: string; date?: string; 
       features: job.features.map((f) => f.name),
       output: (job.spec.output as Record<string, string> | undefined) ?? null,
       mapping: job.mapping,
+      ...(job.feeds ? { feeds: job.feeds } : {}),
       rows: counts.rows,
       rejected: counts.rejected,
       createdAt: new Date().toISOString(),
@@ -183,7 +203,15 @@ export async function exportBundle(pool: Pool, p: { job: string; date?: string; 
     if (fs.existsSync(dir)) fs.renameSync(dir, old);
     fs.renameSync(partial, dir);
     fs.rmSync(old, { recursive: true, force: true });
-    return { runId: pointer.runId, date, rows: counts.rows, rejected: counts.rejected, dir, manifestSha256: sha256(text) };
+    return {
+      runId: pointer.runId,
+      date,
+      rows: counts.rows,
+      rejected: counts.rejected,
+      dir,
+      manifestSha256: sha256(text),
+      notes: bundleNotes(job),
+    };
   } catch (err) {
     fs.rmSync(partial, { recursive: true, force: true });
     throw err;

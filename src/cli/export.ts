@@ -37,6 +37,7 @@ export function exportCommand(program: Command): void {
       await withContext(async ({ db }) => {
         if (format === 'bundle') {
           const r = await exportBundle(db.pool, { job, date: opts.date, dir: opts.out });
+          for (const note of r.notes) process.stderr.write(`note: ${note}\n`);
           if (opts.json) return printJson({ job, ...r });
           process.stdout.write(
             `exported ${formatCount(r.rows)} predictions and ${formatCount(r.rejected)} rejects of ${job} ${r.date} (run ${r.runId}) ` +
@@ -51,6 +52,7 @@ export function exportCommand(program: Command): void {
             throw new InputError(`job ${job} has no published run: nothing to export (see prescore runs list --job ${job})`);
         }
         const r = await exportPredictions(db.pool, { job, date, format, file: opts.out });
+        for (const note of r.notes) process.stderr.write(`note: ${note}\n`);
         if (opts.json) return printJson({ job, date, ...r });
         process.stdout.write(`exported ${formatCount(r.rows)} predictions of ${job} ${date} (run ${r.runId}) to ${r.file}\n`);
       });

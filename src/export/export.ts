@@ -1,7 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Pool } from '../db/pool.js';
+import { runPlan } from '../db/sql/runs.js';
 import { loadPointer } from '../db/sql/serving.js';
+import type { ResolvedJob } from '../definitions/check.js';
 import { checkDate } from '../dates.js';
 import { InputError } from '../errors.js';
 import { exportCsv } from './csv.js';
@@ -14,6 +16,19 @@ export interface ExportResult {
   runId: string;
   rows: number;
   file: string;
+  /** What the file leaves out, for the operator: the challengers' rows of a run that scored some. */
+  notes: string[];
+}
+
+/** An export (file or bundle) holds the champion's predictions only: says so for a run with challengers. */
+export function championOnlyNote(job: Pick<ResolvedJob, 'name' | 'challengers' | 'spec'>, what: string): string[] {
+  const challengers = job.challengers ?? [];
+  if (challengers.length === 0) return [];
+  return [
+    `the run of job ${job.name} also scored ${challengers.map((c) => c.ref).join(', ')}: ${what} holds the champion's predictions only` +
+      (job.spec.serving?.split ? ' (serving.split does not apply to it)' : '') +
+      '; see prescore runs compare for the challengers',
+  ];
 }
 
 /**
@@ -46,7 +61,8 @@ export async function exportPredictions(
       });
     }
     fs.renameSync(partial, file);
-    return { runId: pointer.runId, rows, file };
+    const plan = await runPlan<ResolvedJob>(pool, pointer.runId);
+    return { runId: pointer.runId, rows, file, notes: plan ? championOnlyNote(plan.spec, `the ${p.format} file`) : [] };
   } catch (err) {
     fs.rmSync(partial, { force: true });
     throw err;

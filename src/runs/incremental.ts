@@ -219,6 +219,8 @@ export function scoringChange(base: ResolvedJob, job: ResolvedJob): string | nul
   const checks: [string, (j: ResolvedJob) => unknown][] = [
     ['the output mapping', (j) => j.mapping],
     ['the model input', (j) => j.input],
+    // The same columns and model, fed to other inputs (`"num": ["f2", "f1"]`), score otherwise.
+    ['inputs', (j) => j.feeds ?? null],
     ['source.features', (j) => j.features],
     ['source.key', (j) => j.key],
     ['the source', (j) => ({ table: j.table, query: j.query, partition: j.partition, tz: j.spec.schedule?.timezone ?? 'UTC' })],
