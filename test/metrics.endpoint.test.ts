@@ -55,6 +55,7 @@ describe('worker and scheduler metrics endpoint', () => {
     assert.ok(sample(m.text, 'prescore_process_cpu_seconds_total')! > 0);
     assert.equal(sample(m.text, 'prescore_cluster_read_ok'), 1);
     assert.equal(sample(m.text, 'prescore_queue_jobs', { queue: 'chunks', state: 'waiting' }), 0);
+    assert.equal(sample(m.text, 'prescore_queue_jobs', { queue: 'late', state: 'waiting' }), 0);
   });
 
   test('a worker counts chunks, rows scored and rejected, inference latency; gauges show runs, publish age and drift', async () => {

@@ -109,7 +109,7 @@ export class ClusterGauges {
     });
     new Gauge({
       name: 'prescore_queue_jobs',
-      help: 'BullMQ jobs by queue (chunks, finalize) and state',
+      help: 'BullMQ jobs by queue (chunks, finalize, late) and state',
       labelNames: ['queue', 'state'],
       registers,
       async collect() {

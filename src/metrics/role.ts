@@ -1,7 +1,7 @@
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { createPool } from '../db/pool.js';
 import type { Logger } from '../log.js';
-import { CHUNK_QUEUE, FINALIZE_QUEUE, type QueueBackend } from '../queue/connection.js';
+import { CHUNK_QUEUE, FINALIZE_QUEUE, LATE_QUEUE, type QueueBackend } from '../queue/connection.js';
 import { ClusterGauges, clusterReader, type ClusterOptions } from './cluster.js';
 import { WorkerMetrics } from './worker.js';
 
@@ -28,7 +28,7 @@ export function roleMetrics(
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'prescore_' });
   const pool = createPool(databaseUrl, log, 1, 5000, { applicationName: 'prescore-metrics', statementTimeoutMs: 5000 });
-  const queues = [backend.queue(CHUNK_QUEUE), backend.queue(FINALIZE_QUEUE)];
+  const queues = [backend.queue(CHUNK_QUEUE), backend.queue(FINALIZE_QUEUE), backend.queue(LATE_QUEUE)];
   // A queue that does not answer shows as prescore_cluster_read_ok 0; its errors are not news.
   for (const q of queues) q.on('error', (err) => log.debug({ err: err.message }, 'metrics: queue error'));
   new ClusterGauges(registry, clusterReader(pool, queues), log, options);

@@ -4,6 +4,8 @@ import type { Config } from '../config.js';
 
 export const CHUNK_QUEUE = 'chunks';
 export const FINALIZE_QUEUE = 'finalize';
+/** Keys the API enqueued on a miss (src/queue/late.ts). */
+export const LATE_QUEUE = 'late';
 
 /**
  * Where prescore's BullMQ queues live: Redis when REDIS_URL is set, otherwise BullMQ's own

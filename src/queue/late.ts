@@ -10,14 +10,14 @@ import type { Logger } from '../log.js';
 import type { WorkerMetrics } from '../metrics/worker.js';
 import { readRunKeys, scoreRunKeys, type KeyOutcome } from '../score/keyed.js';
 import { PinnedRuns } from '../score/pinned.js';
-import type { QueueBackend } from './connection.js';
+import { LATE_QUEUE, type QueueBackend } from './connection.js';
 
 /**
  * Enqueue on miss (`serving.onMiss: "enqueue"`): the API puts each key a served run lacks on
  * this queue, once per (run, key), and any `prescore worker` scores it with the run's pinned
  * model and stores it in prescore.late_predictions for that run.
  */
-export const LATE_QUEUE = 'late';
+export { LATE_QUEUE };
 
 export interface LateJobData {
   runId: string;
