@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { linearModel } from './fixtures/models.js';
 import {
@@ -19,11 +21,14 @@ import {
 import { REDIS_URL, obliterate, queuePrefix, startWorkers, type Proc, stopStartedWorkers } from './queue.helpers.js';
 
 const ROWS = 300_000;
+const CHALLENGER = linearModel(4, 7);
 
 /**
  * Invariant 2 with real processes: three workers share a run of 300,000 rows; one is killed
  * with SIGKILL in the middle of a chunk, or while it holds the finalize job. The run still
- * publishes, with exactly one prediction per source row.
+ * publishes, with exactly one prediction per source row and per model: the job has a
+ * challenger, whose rows are written in the same chunk transactions and published with the
+ * champion's.
  */
 describe('exactly once under kill -9', () => {
   let db: TestDb;
@@ -34,7 +39,13 @@ describe('exactly once under kill -9', () => {
     db = await createTestDb('once');
     for (const date of ['2026-11-01', '2026-11-02']) await seedFeatures(db.pool, 'feats', { rows: ROWS, features: 4, date });
     await registerModel(db, 'lin', 'linear-float32');
-    writeJob(db, jobSpec('once', 'lin@champion', 'feats', featureNames(4), { chunkRows: 25_000 }));
+    const challenger = path.join(db.jobsDir, 'lin-seed7.onnx');
+    fs.writeFileSync(challenger, CHALLENGER.bytes);
+    assert.equal((await cli(db, ['models', 'register', 'lin', challenger, '--alias', 'challenger'])).code, 0);
+    writeJob(
+      db,
+      jobSpec('once', 'lin@champion', 'feats', featureNames(4), { chunkRows: 25_000, challengers: ['lin@challenger'] }),
+    );
   });
   after(async () => {
     await stopStartedWorkers();
@@ -63,11 +74,20 @@ describe('exactly once under kill -9', () => {
       [runId],
     );
     assert.deepEqual(count.rows[0], { n: ROWS, d: ROWS });
+    // The challenger's rows: one per key, published with the run (reached through the attached parent).
+    const { rows: challenger } = await db.pool.query<{ key: string; score: number }>(
+      `SELECT key, score FROM prescore.challenger_predictions WHERE run_id = $1 AND slot = 1`,
+      [runId],
+    );
+    assert.equal(challenger.length, ROWS);
+    const challengerScores = new Map(challenger.map((r) => [r.key, r.score]));
+    assert.equal(challengerScores.size, ROWS);
     const model = linearModel();
     for (const [key, x] of source) {
       const got = served.rows.get(key);
       assert.ok(got, `key ${key} missing`);
       assertClose(got.score!, model.expect(x).score!, 1e-5, key);
+      assertClose(challengerScores.get(key)!, CHALLENGER.expect(x).score!, 1e-5, `challenger, key ${key}`);
     }
   }
 
