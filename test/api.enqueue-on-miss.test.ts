@@ -190,6 +190,8 @@ describe('enqueue on miss', () => {
     const r = await get('145', '?wait=10s');
     assert.equal(r.status, 200, r.text);
     assert.equal(r.body.source, 'late');
+    // The worker logs the scoring after its commit (and NOTIFY): the answer can come first.
+    await waitFor('the worker to log its scoring', () => scorings([w], '145') >= 1, 10_000);
     assert.equal(scorings([w], '145'), 1);
   });
 
@@ -240,7 +242,9 @@ describe('enqueue on miss', () => {
       const r = await get('160', '?wait=10s', api.base);
       assert.equal(r.status, 200, r.text);
       assert.equal(r.body.source, 'late');
-      assert.equal(scorings([w], '160'), 1);
+      // The worker logs the scoring after its commit (and NOTIFY): the answer can come first.
+    await waitFor('the worker to log its scoring', () => scorings([w], '160') >= 1, 10_000);
+    assert.equal(scorings([w], '160'), 1);
     } finally {
       await api.close();
     }
