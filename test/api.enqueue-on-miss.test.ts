@@ -243,8 +243,8 @@ describe('enqueue on miss', () => {
       assert.equal(r.status, 200, r.text);
       assert.equal(r.body.source, 'late');
       // The worker logs the scoring after its commit (and NOTIFY): the answer can come first.
-    await waitFor('the worker to log its scoring', () => scorings([w], '160') >= 1, 10_000);
-    assert.equal(scorings([w], '160'), 1);
+      await waitFor('the worker to log its scoring', () => scorings([w], '160') >= 1, 10_000);
+      assert.equal(scorings([w], '160'), 1);
     } finally {
       await api.close();
     }
