@@ -286,7 +286,7 @@ describe('notifications', () => {
     writeJob(db, jobSpec('badurl', 'lin@champion', 'feats', features, { notify: ['https://ok.example/x', 'ftp://files/x'] }));
     const r = await cli(db, ['jobs', 'validate', 'badurl']);
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /notify\.1: must be an http:\/\/ or https:\/\/ URL \(got "ftp:\/\/files\/x"\)/);
+    assert.match(r.stderr, /notify\[1\]: must be an http:\/\/ or https:\/\/ URL \(got "ftp:\/\/files\/x"\)/);
     writeJob(db, jobSpec('badurl', 'lin@champion', 'feats', features, { notify: 'hooks.example.com' }));
     const r2 = await cli(db, ['jobs', 'validate', 'badurl']);
     assert.equal(r2.code, 2);
