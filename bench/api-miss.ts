@@ -5,7 +5,7 @@ import autocannon from 'autocannon';
 import pg from 'pg';
 import { linearModel } from '../test/fixtures/models.js';
 import { packageRoot } from '../src/paths.js';
-import { runCli, startListening, stopChild } from './support.js';
+import { publishBenchJob, runCli, startListening, stopChild } from './support.js';
 
 /**
  * The compute-on-miss scenario of `npm run bench:api`: a job with `serving.onMiss: "compute"`
@@ -46,22 +46,17 @@ async function prepare(url: string): Promise<void> {
         [DATE, from, to],
       );
     await fill(1, RUN_ROWS);
-    const modelFile = path.join(jobsDir, 'linear.onnx');
-    fs.writeFileSync(modelFile, linearModel().bytes);
-    const reg = await runCli(['models', 'register', JOB, modelFile, '--alias', 'bench'], env);
-    if (reg.code !== 0) throw new Error(reg.stderr);
-    fs.writeFileSync(
-      path.join(jobsDir, `${JOB}.json`),
-      JSON.stringify({
-        name: JOB,
-        model: `${JOB}@bench`,
+    await publishBenchJob(
+      JOB,
+      linearModel().bytes,
+      {
         source: { table: 'bench_api_miss_features', key: 'id', partition: 'as_of', features: ['f0', 'f1', 'f2', 'f3'] },
         serving: { onMiss: 'compute' },
         keepRuns: 1,
-      }),
+      },
+      DATE,
+      env,
     );
-    const run = await runCli(['run', JOB, '--date', DATE], env);
-    if (run.code !== 0) throw new Error(run.stderr);
     // The rows the run never saw: every key asked for below is missing from it.
     await fill(RUN_ROWS + 1, RUN_ROWS + MISS_ROWS);
     await pool.query('VACUUM ANALYZE bench_api_miss_features');
@@ -75,7 +70,9 @@ async function prepare(url: string): Promise<void> {
 export async function missScenario(url: string, seconds: number): Promise<string[]> {
   await prepare(url);
   const cli = path.join(packageRoot, 'bin', 'prescore.js');
-  const { url: base, child } = await startListening([cli, 'serve', '--port', '0', '--host', HOST], {
+  // --cache-mb 0: the bench database holds other benches' big runs, which the server would load
+  // into memory beside the misses it measures (a miss is a source query either way).
+  const { url: base, child } = await startListening([cli, 'serve', '--port', '0', '--host', HOST, '--cache-mb', '0'], {
     DATABASE_URL: url,
     PRESCORE_LOG_LEVEL: 'warn',
   });

@@ -9,7 +9,7 @@ import { linearModel } from '../test/fixtures/models.js';
 import { packageRoot } from '../src/paths.js';
 import { missScenario } from './api-miss.js';
 import { loadRun } from '../src/api/memory.js';
-import { benchDatabase, runCli, startListening, stopChild } from './support.js';
+import { benchDatabase, publishBenchJob, runCli, startListening, stopChild } from './support.js';
 
 /**
  * `npm run bench:api`: `prescore serve` against a minimal node:http + pg baseline, on the same
@@ -71,22 +71,17 @@ async function prepare(url: string): Promise<Served> {
       [DATE, ROWS],
     );
     await pool.query('VACUUM ANALYZE bench_api_features');
-    const modelFile = path.join(jobsDir, 'linear.onnx');
-    fs.writeFileSync(modelFile, linearModel().bytes);
-    const reg = await runCli(['models', 'register', JOB, modelFile, '--alias', 'bench'], env);
-    if (reg.code !== 0) throw new Error(reg.stderr);
-    fs.writeFileSync(
-      path.join(jobsDir, `${JOB}.json`),
-      JSON.stringify({
-        name: JOB,
-        model: `${JOB}@bench`,
+    const run = await publishBenchJob(
+      JOB,
+      linearModel().bytes,
+      {
         source: { table: 'bench_api_features', key: 'id', partition: 'as_of', features: ['f0', 'f1', 'f2', 'f3'] },
         chunkRows: 100_000,
         keepRuns: 1,
-      }),
+      },
+      DATE,
+      env,
     );
-    const run = await runCli(['run', JOB, '--date', DATE], env);
-    if (run.code !== 0) throw new Error(run.stderr);
     process.stderr.write(`scored and published ${ROWS.toLocaleString()} predictions in ${(run.wallMs / 1000).toFixed(1)} s\n`);
     const r = await served(pool);
     if (!r) throw new Error('the bench run did not publish');

@@ -4,7 +4,7 @@ import path from 'node:path';
 import autocannon, { type Options } from 'autocannon';
 import { linearModel, mlpModel, type TestModel } from '../test/fixtures/models.js';
 import { packageRoot } from '../src/paths.js';
-import { benchDatabase, runCli, startListening, stopChild } from './support.js';
+import { benchDatabase, publishBenchJob, runCli, startListening, stopChild } from './support.js';
 
 /**
  * `npm run bench:score`: POST /v1/score/:job at 50 connections, one row per request, with
@@ -46,22 +46,13 @@ async function prepare(url: string, model: TestModel): Promise<string[]> {
     } finally {
       await pool.end();
     }
-    const modelFile = path.join(jobsDir, 'model.onnx');
-    fs.writeFileSync(modelFile, model.bytes);
-    const reg = await runCli(['models', 'register', JOB, modelFile, '--alias', 'bench'], env);
-    if (reg.code !== 0) throw new Error(reg.stderr);
-    fs.writeFileSync(
-      path.join(jobsDir, `${JOB}.json`),
-      JSON.stringify({
-        name: JOB,
-        model: `${JOB}@bench`,
-        source: { table, key: 'id', partition: 'as_of', features },
-        chunkRows: 1000,
-        keepRuns: 1,
-      }),
+    await publishBenchJob(
+      JOB,
+      model.bytes,
+      { source: { table, key: 'id', partition: 'as_of', features }, chunkRows: 1000, keepRuns: 1 },
+      DATE,
+      env,
     );
-    const run = await runCli(['run', JOB, '--date', DATE], env);
-    if (run.code !== 0) throw new Error(run.stderr);
     return features;
   } finally {
     fs.rmSync(jobsDir, { recursive: true, force: true });
@@ -84,7 +75,19 @@ interface Figures {
 
 async function measure(dbUrl: string, features: string[], windowMs: number): Promise<Figures> {
   const { url, child } = await startListening(
-    [path.join(packageRoot, 'bin', 'prescore.js'), 'serve', '--port', '0', '--no-auth', '--score-batch-ms', String(windowMs)],
+    // --cache-mb 0: the bench database holds other benches' big runs, which the server would
+    // load into memory beside the scoring it measures (scoring never reads them).
+    [
+      path.join(packageRoot, 'bin', 'prescore.js'),
+      'serve',
+      '--port',
+      '0',
+      '--no-auth',
+      '--cache-mb',
+      '0',
+      '--score-batch-ms',
+      String(windowMs),
+    ],
     {
       DATABASE_URL: dbUrl,
       PRESCORE_LOG_LEVEL: 'warn',

@@ -103,6 +103,31 @@ export async function registerBenchModel(model: string, env: Record<string, stri
   if (r.code !== 0) throw new Error(r.stderr);
 }
 
+/**
+ * Registers `bytes` as model `job` (alias `bench`) and writes the job file `job` that scores
+ * it: `{name, model: "<job>@bench", ...spec}`, then runs it for `date`. What the API benches
+ * set up before they measure.
+ */
+export async function publishBenchJob(
+  job: string,
+  bytes: Uint8Array,
+  spec: Record<string, unknown>,
+  date: string,
+  env: Record<string, string> & { PRESCORE_JOBS_DIR: string },
+): Promise<CliRun> {
+  const modelFile = path.join(env.PRESCORE_JOBS_DIR, `${job}.onnx`);
+  fs.writeFileSync(modelFile, bytes);
+  const reg = await runCli(['models', 'register', job, modelFile, '--alias', 'bench'], env);
+  if (reg.code !== 0) throw new Error(reg.stderr);
+  fs.writeFileSync(
+    path.join(env.PRESCORE_JOBS_DIR, `${job}.json`),
+    JSON.stringify({ name: job, model: `${job}@bench`, ...spec }),
+  );
+  const run = await runCli(['run', job, '--date', date], env);
+  if (run.code !== 0) throw new Error(run.stderr);
+  return run;
+}
+
 /** The 32 float4 feature columns of `bench_features`, the table run.bench and challengers.bench score. */
 export const BENCH_COLUMNS = Array.from({ length: 32 }, (_, i) => `f${i}`);
 

@@ -103,6 +103,12 @@ export interface LoadOptions {
   maxBytes: number;
   /** Stop early (return 'cancelled') when this says so, checked between pages. */
   cancelled?: () => boolean;
+  /**
+   * After each page, wait this share of the time the page took (query, parsing and copying),
+   * so a load takes at most about 1 / (1 + share) of the CPU it shares with the requests being
+   * answered (default 0: no pause).
+   */
+  yieldShare?: number;
 }
 
 /**
@@ -135,6 +141,7 @@ export async function loadRun(
     n * ROW_OVERHEAD_BYTES;
   for (;;) {
     if (options.cancelled?.()) return 'cancelled';
+    const pageStarted = performance.now();
     const { rows } = await pool.query<LookupRow>(
       last === undefined
         ? ({ ...PAGE_FIRST, values: [runId, options.pageRows] } as typeof PAGE_FIRST & { values: unknown[] })
@@ -171,6 +178,8 @@ export async function loadRun(
     if (estimate() > options.maxBytes) return 'too-large';
     if (rows.length < options.pageRows) break;
     last = rows[rows.length - 1]![0];
+    const pause = (performance.now() - pageStarted) * (options.yieldShare ?? 0);
+    if (pause >= 1) await new Promise((resolve) => setTimeout(resolve, pause));
   }
   // Fewer rows than counted: the run was detached or dropped while we read it.
   if (n !== total || (total > 0 && (await countPredictions(pool, runId)) !== total)) return 'gone';
@@ -198,8 +207,10 @@ export async function loadRun(
 export interface RunCacheOptions {
   /** Bytes of predictions held in memory at most; 0 turns the cache off. */
   budgetBytes: number;
-  /** Rows per page while loading (default 20,000). */
+  /** Rows per page while loading (default 5,000: parsing a page holds the event loop). */
   pageRows?: number;
+  /** After each page, wait this share of the time it took (default 1: a load takes at most about half the CPU). */
+  yieldShare?: number;
   /** Requests for a serving run not in memory after which it is loaded too (default 200). */
   hotRequests?: number;
   /** Told of every load's outcome. */
@@ -333,7 +344,8 @@ export class RunCache {
       let outcome: 'loaded' | 'too-large' | 'gone' | 'failed' = 'failed';
       try {
         const result = await loadRun(this.pool, runId, {
-          pageRows: this.options.pageRows ?? 20_000,
+          pageRows: this.options.pageRows ?? 5_000,
+          yieldShare: this.options.yieldShare ?? 1,
           maxBytes: this.options.budgetBytes,
           cancelled: () => this.closed || !this.serving(runId),
         });

@@ -77,7 +77,7 @@ export interface ApiOptions {
    * the background; least recently used runs go first when the budget is full.
    */
   cacheBytes?: number;
-  /** Rows per page query while loading a run into memory (default 20,000). */
+  /** Rows per page query while loading a run into memory (default 5,000). */
   cachePageRows?: number;
   /** The job files, for the dashboard's `GET /v1/jobs` (without it: the jobs with published runs). */
   jobs?: JobsProvider;
