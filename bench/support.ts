@@ -6,16 +6,19 @@ import { packageRoot } from '../src/paths.js';
 
 const CLI = path.join(packageRoot, 'bin', 'prescore.js');
 
-/** The benchmark database: BENCH_DATABASE_URL, else `prescore_bench` on the local server. */
-export async function benchDatabase(): Promise<string> {
+/**
+ * The benchmark database: BENCH_DATABASE_URL, else `name` (default `prescore_bench`) on the
+ * local server, created when missing.
+ */
+export async function benchDatabase(name = 'prescore_bench'): Promise<string> {
   if (process.env.BENCH_DATABASE_URL) return process.env.BENCH_DATABASE_URL;
   const admin = process.env.PRESCORE_TEST_ADMIN_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
   const c = new pg.Client({ connectionString: admin });
   await c.connect();
-  const exists = await c.query(`SELECT 1 FROM pg_database WHERE datname = 'prescore_bench'`);
-  if (exists.rowCount === 0) await c.query('CREATE DATABASE prescore_bench');
+  const exists = await c.query(`SELECT 1 FROM pg_database WHERE datname = $1`, [name]);
+  if (exists.rowCount === 0) await c.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
   await c.end();
-  return admin.replace(/\/[^/]*$/, '/prescore_bench');
+  return admin.replace(/\/[^/]*$/, `/${name}`);
 }
 
 export interface CliRun {
