@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { benchDatabase, runCli, type CliRun, registerBenchModel } from './support.js';
+import { freshBenchDatabase, runCli, type CliRun, registerBenchModel } from './support.js';
 
 /**
  * `npm run bench:incremental`: BENCH_ROWS (default 2,000,000) rows x 32 float4 features, the
@@ -65,7 +65,8 @@ interface RunJson {
 }
 
 async function main(): Promise<void> {
-  const url = await benchDatabase();
+  // Afresh each time: an earlier bench's runs of these jobs would be the base runs here.
+  const url = await freshBenchDatabase('prescore_bench_incremental');
   const pool = new pg.Pool({ connectionString: url, max: 2 });
   const t = performance.now();
   await seed(pool);

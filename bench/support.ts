@@ -21,6 +21,20 @@ export async function benchDatabase(name = 'prescore_bench'): Promise<string> {
   return admin.replace(/\/[^/]*$/, `/${name}`);
 }
 
+/** A benchmark database `name` made afresh (dropped first): no runs of an earlier bench to start from. */
+export async function freshBenchDatabase(name: string): Promise<string> {
+  if (process.env.BENCH_DATABASE_URL) return process.env.BENCH_DATABASE_URL;
+  const admin = process.env.PRESCORE_TEST_ADMIN_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
+  const c = new pg.Client({ connectionString: admin });
+  await c.connect();
+  try {
+    await c.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
+  } finally {
+    await c.end();
+  }
+  return benchDatabase(name);
+}
+
 export interface CliRun {
   code: number | null;
   stdout: string;
