@@ -9,6 +9,7 @@ import { packageRoot } from '../src/paths.js';
 import { notifyPublished, swapPointer } from '../src/db/sql/serving.js';
 import { withTransaction } from '../src/db/pool.js';
 import { buildApi } from '../src/api/server.js';
+import { loadRun } from '../src/api/memory.js';
 import { silentLogger } from '../src/log.js';
 import { startListening, stopChild } from '../bench/support.js';
 import { request, runJob, startApi, storedRows, type Item, type RunningApi, type StoredRow } from './api-helpers.js';
@@ -119,6 +120,22 @@ describe('runs held in memory', () => {
     assert.equal(await metric(fromMemory.base, 'prescore_api_cache_runs'), 3);
     assert.ok((await metric(fromMemory.base, 'prescore_api_cache_bytes')) > 0);
     assert.equal(await metric(fromDb.base, 'prescore_api_cache_budget_bytes'), 0, 'off by default in buildApi');
+  });
+
+  test('a load pauses after each page as long as the page took, so answering keeps its share of the CPU', async () => {
+    const pauses: number[] = [];
+    const pause = async (ms: number) => {
+      pauses.push(ms);
+    };
+    // 300 rows in pages of 64: four full pages, each followed by a pause, and the last.
+    const run = await loadRun(fromDb.pool, runs.d1!, { pageRows: 64, maxBytes: 1e9, yieldShare: 1, pause });
+    assert.ok(typeof run !== 'string', String(run));
+    assert.equal(run.rows, 300);
+    assert.equal(pauses.length, 4);
+    assert.ok(pauses.every((ms) => ms > 0));
+    pauses.length = 0;
+    await loadRun(fromDb.pool, runs.d1!, { pageRows: 64, maxBytes: 1e9, yieldShare: 0, pause });
+    assert.deepEqual(pauses, [], 'no pause without a share');
   });
 
   test('a run larger than the budget is answered from PostgreSQL and logged once; LRU eviction past the budget', async () => {

@@ -109,6 +109,12 @@ export interface LoadOptions {
    * answered (default 0: no pause).
    */
   yieldShare?: number;
+  /** How a pause is taken (default: a timer; tests record them). */
+  pause?: (ms: number) => Promise<void>;
+}
+
+function timerPause(ms: number): Promise<void> {
+  return ms >= 1 ? new Promise((resolve) => setTimeout(resolve, ms)) : Promise.resolve();
 }
 
 /**
@@ -179,7 +185,7 @@ export async function loadRun(
     if (rows.length < options.pageRows) break;
     last = rows[rows.length - 1]![0];
     const pause = (performance.now() - pageStarted) * (options.yieldShare ?? 0);
-    if (pause >= 1) await new Promise((resolve) => setTimeout(resolve, pause));
+    if (pause > 0) await (options.pause ?? timerPause)(pause);
   }
   // Fewer rows than counted: the run was detached or dropped while we read it.
   if (n !== total || (total > 0 && (await countPredictions(pool, runId)) !== total)) return 'gone';
