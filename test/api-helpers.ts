@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { buildApi, type Api, type ApiOptions } from '../src/api/server.js';
 import { silentLogger } from '../src/log.js';
-import { cli, type TestDb } from './helpers.js';
+import { cli, featureNames, jobSpec, seedFeatures, writeJob, type TestDb } from './helpers.js';
 
 /** The application_name of the pools the API tests create: leaks show up in pg_stat_activity. */
 export const API_POOL_NAME = 'prescore-api-test';
@@ -156,4 +156,29 @@ export async function assertCutOff(base: string, partial: string): Promise<void>
   });
   assert.ok(Date.now() - started < 4000, `cut off after ${Date.now() - started} ms`);
   assert.ok(answer === '' || /^HTTP\/1\.1 408/.test(answer), answer);
+}
+
+/** The dates and the largest bigint key of the read-API fixture (seedTwoDates). */
+export const FIXTURE_D1 = '2026-11-20';
+export const FIXTURE_D2 = '2026-11-21';
+export const BIG_KEY = '9223372036854775807';
+
+/**
+ * The read-API fixture: table `feats` with 300 rows on FIXTURE_D1 and 200 on FIXTURE_D2, key 1
+ * replaced by the largest bigint and key 5's f2 NULL on FIXTURE_D2; job `job` scores it with
+ * `lin@champion` (registered by the caller) and both dates are run and published.
+ */
+export async function seedTwoDates(
+  db: TestDb,
+  job: string,
+  extra: Record<string, unknown> = {},
+): Promise<{ d1: string; d2: string }> {
+  const keyExpr = `CASE WHEN g = 1 THEN ${BIG_KEY} ELSE g END`;
+  await seedFeatures(db.pool, 'feats', { rows: 300, features: 4, date: FIXTURE_D1, keyExpr });
+  await seedFeatures(db.pool, 'feats', { rows: 200, features: 4, date: FIXTURE_D2, keyExpr, salt: 1 });
+  await db.pool.query(`UPDATE feats SET f2 = NULL WHERE id = 5 AND as_of = $1`, [FIXTURE_D2]);
+  writeJob(db, jobSpec(job, 'lin@champion', 'feats', featureNames(4), extra));
+  const d1 = await runJob(db, job, FIXTURE_D1);
+  const d2 = await runJob(db, job, FIXTURE_D2);
+  return { d1, d2 };
 }

@@ -13,6 +13,10 @@ import {
   type Item,
   type RunningApi,
   type StoredRow,
+  seedTwoDates,
+  FIXTURE_D1,
+  FIXTURE_D2,
+  BIG_KEY,
 } from './api-helpers.js';
 import {
   assertClose,
@@ -26,9 +30,9 @@ import {
   registerModel,
 } from './helpers.js';
 
-const D1 = '2026-11-20';
-const D2 = '2026-11-21';
-const BIG = '9223372036854775807';
+const D1 = FIXTURE_D1;
+const D2 = FIXTURE_D2;
+const BIG = BIG_KEY;
 
 /** GET /v1/predictions/:job/:key against runs published by `prescore run`. */
 describe('GET /v1/predictions/:job/:key', () => {
@@ -42,13 +46,7 @@ describe('GET /v1/predictions/:job/:key', () => {
     await registerModel(db, 'lin', 'linear-float32');
     await registerModel(db, 'multi', 'multiclass');
     // Key 1 is the largest bigint; D2 has fewer keys than D1, and its key 5 is rejected.
-    const keyExpr = `CASE WHEN g = 1 THEN ${BIG} ELSE g END`;
-    await seedFeatures(db.pool, 'feats', { rows: 300, features: 4, date: D1, keyExpr });
-    await seedFeatures(db.pool, 'feats', { rows: 200, features: 4, date: D2, keyExpr, salt: 1 });
-    await db.pool.query(`UPDATE feats SET f2 = NULL WHERE id = 5 AND as_of = $1`, [D2]);
-    writeJob(db, jobSpec('lin-job', 'lin@champion', 'feats', featureNames(4)));
-    run1 = await runJob(db, 'lin-job', D1);
-    run2 = await runJob(db, 'lin-job', D2);
+    ({ d1: run1, d2: run2 } = await seedTwoDates(db, 'lin-job'));
     await seedFeatures(db.pool, 'tfeats', {
       rows: 50,
       features: 4,

@@ -12,13 +12,25 @@ import { buildApi } from '../src/api/server.js';
 import { loadRun } from '../src/api/memory.js';
 import { silentLogger } from '../src/log.js';
 import { startListening, stopChild } from '../bench/support.js';
-import { request, runJob, startApi, storedRows, type Item, type RunningApi, type StoredRow } from './api-helpers.js';
+import {
+  BIG_KEY,
+  FIXTURE_D1,
+  FIXTURE_D2,
+  request,
+  runJob,
+  seedTwoDates,
+  startApi,
+  storedRows,
+  type Item,
+  type RunningApi,
+  type StoredRow,
+} from './api-helpers.js';
 import { createTestDb, featureNames, jobSpec, registerModel, seedFeatures, writeJob, type TestDb } from './helpers.js';
 
-const D1 = '2026-11-20';
-const D2 = '2026-11-21';
+const D1 = FIXTURE_D1;
+const D2 = FIXTURE_D2;
 const D3 = '2026-11-22';
-const BIG = '9223372036854775807';
+const BIG = BIG_KEY;
 
 /** Waits until `runIds` are all held in memory by the API. */
 async function loaded(server: RunningApi, runIds: string[]): Promise<void> {
@@ -47,13 +59,7 @@ describe('runs held in memory', () => {
     await registerModel(db, 'lin', 'linear-float32');
     await registerModel(db, 'multi', 'multiclass');
     // As api.get: key 1 is the largest bigint, D2 has fewer keys and rejects key 5.
-    const keyExpr = `CASE WHEN g = 1 THEN ${BIG} ELSE g END`;
-    await seedFeatures(db.pool, 'feats', { rows: 300, features: 4, date: D1, keyExpr });
-    await seedFeatures(db.pool, 'feats', { rows: 200, features: 4, date: D2, keyExpr, salt: 1 });
-    await db.pool.query(`UPDATE feats SET f2 = NULL WHERE id = 5 AND as_of = $1`, [D2]);
-    writeJob(db, jobSpec('mem-lin', 'lin@champion', 'feats', featureNames(4)));
-    runs.d1 = await runJob(db, 'mem-lin', D1);
-    runs.d2 = await runJob(db, 'mem-lin', D2);
+    Object.assign(runs, await seedTwoDates(db, 'mem-lin'));
     await seedFeatures(db.pool, 'tfeats', {
       rows: 50,
       features: 4,

@@ -9,7 +9,19 @@ import { multiclassModel } from './fixtures/models.js';
 import { BundleStore } from '../src/bundle/read.js';
 import { buildBundleApi } from '../src/bundle/server.js';
 import { silentLogger } from '../src/log.js';
-import { assertCutOff, request, runJob, SLOW_REQUESTS, startApi, storedRows, type RunningApi } from './api-helpers.js';
+import {
+  assertCutOff,
+  BIG_KEY,
+  FIXTURE_D1,
+  FIXTURE_D2,
+  request,
+  runJob,
+  seedTwoDates,
+  SLOW_REQUESTS,
+  startApi,
+  storedRows,
+  type RunningApi,
+} from './api-helpers.js';
 import {
   assertClose,
   cli,
@@ -25,9 +37,9 @@ import {
   type TestDb,
 } from './helpers.js';
 
-const D1 = '2026-11-20';
-const D2 = '2026-11-21';
-const BIG = '9223372036854775807';
+const D1 = FIXTURE_D1;
+const D2 = FIXTURE_D2;
+const BIG = BIG_KEY;
 const F = featureNames(4);
 /** Nothing listens here: a server that tried PostgreSQL would fail. */
 const CLOSED_DB = 'postgresql://postgres@127.0.0.1:1/nothing';
@@ -88,13 +100,7 @@ describe('edge bundles: prescore export --out DIR, serve --bundle, openBundle', 
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'prescore-bundle-'));
     await registerModel(db, 'lin', 'linear-float32');
     await registerModel(db, 'multi', 'multiclass');
-    const keyExpr = `CASE WHEN g = 1 THEN ${BIG} ELSE g END`;
-    await seedFeatures(db.pool, 'feats', { rows: 300, features: 4, date: D1, keyExpr });
-    await seedFeatures(db.pool, 'feats', { rows: 200, features: 4, date: D2, keyExpr, salt: 1 });
-    await db.pool.query(`UPDATE feats SET f2 = NULL WHERE id = 5 AND as_of = $1`, [D2]);
-    writeJob(db, jobSpec('lin-job', 'lin@champion', 'feats', F, { onBadRow: 'reject' }));
-    await runJob(db, 'lin-job', D1);
-    linRun = await runJob(db, 'lin-job', D2);
+    linRun = (await seedTwoDates(db, 'lin-job', { onBadRow: 'reject' })).d2;
     await seedFeatures(db.pool, 'tfeats', {
       rows: 60,
       features: 4,
