@@ -71,7 +71,8 @@ const PARTITION_TYPES: Record<string, ResolvedJob['partition']['kind']> = {
   timestamp: 'timestamp',
   timestamptz: 'timestamptz',
 };
-const KEY_TYPES = new Set(['int2', 'int4', 'int8', 'text', 'varchar', 'bpchar', 'uuid', 'numeric', 'date']);
+/** Key column types prescore reads (and serves as their text form). */
+export const KEY_TYPES = new Set(['int2', 'int4', 'int8', 'text', 'varchar', 'bpchar', 'uuid', 'numeric', 'date']);
 
 function wireFor(pgType: string, input: InputType): WireType {
   if (input === 'float64') return 'float8';
@@ -80,7 +81,7 @@ function wireFor(pgType: string, input: InputType): WireType {
   return ['float8', 'numeric'].includes(pgType) ? 'float8' : 'float4';
 }
 
-interface Column {
+export interface Column {
   name: string;
   typname: string;
   formatted: string;
@@ -88,18 +89,24 @@ interface Column {
   fromTable?: boolean;
 }
 
-async function readColumns(pool: Pool, table: QualifiedName): Promise<Map<string, Column> | null> {
-  const rel = await pool.query(
-    `SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+/** The oid of a table, view, materialized view or foreign table, or null when there is none. */
+export async function relationOid(pool: Pool, table: QualifiedName): Promise<string | null> {
+  const rel = await pool.query<{ oid: string }>(
+    `SELECT c.oid::text AS oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')`,
     [table.schema, table.name],
   );
-  if (rel.rowCount === 0) return null;
+  return rel.rows[0]?.oid ?? null;
+}
+
+async function readColumns(pool: Pool, table: QualifiedName): Promise<Map<string, Column> | null> {
+  const oid = await relationOid(pool, table);
+  if (oid === null) return null;
   const { rows } = await pool.query<{ name: string; typname: string; formatted: string }>(
     `SELECT a.attname AS name, t.typname, format_type(a.atttypid, a.atttypmod) AS formatted
        FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
       WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped`,
-    [rel.rows[0].oid],
+    [oid],
   );
   return new Map(rows.map((r) => [r.name, r]));
 }
@@ -108,9 +115,14 @@ async function readColumns(pool: Pool, table: QualifiedName): Promise<Map<string
  * The output columns of a job's source query, from PostgreSQL itself (the query runs with
  * LIMIT 0 in a read-only transaction). Throws PostgreSQL's own complaint if it refuses it.
  */
-async function describeQuery(pool: Pool, query: string): Promise<Map<string, Column>> {
+function describeQuery(pool: Pool, query: string): Promise<Map<string, Column>> {
+  return describeFrom(pool, fromClause({ query, table: null }));
+}
+
+/** The output columns of `SELECT * FROM <from>` (a quoted table or a query in parentheses), as describeQuery reads them. */
+export async function describeFrom(pool: Pool, from: string): Promise<Map<string, Column>> {
   return withReadOnly(pool, async (client) => {
-    const res = await client.query(sourceStatement(`SELECT * FROM ${fromClause({ query, table: null })} LIMIT 0`));
+    const res = await client.query(sourceStatement(`SELECT * FROM ${from} LIMIT 0`));
     const { rows } = await client.query<{ i: number; typname: string; formatted: string }>(
       `SELECT f.i, t.typname, format_type(f.oid, nullif(f.mod, -1)) AS formatted
          FROM unnest($1::oid[], $2::int[]) WITH ORDINALITY AS f(oid, mod, i) JOIN pg_type t ON t.oid = f.oid`,

@@ -1,8 +1,9 @@
-import { withReadOnly, type Pool } from '../db/pool.js';
+import type { Pool } from '../db/pool.js';
 import { parseQualifiedName, quoteIdent, type QualifiedName } from '../db/ident.js';
 import { InputError } from '../errors.js';
 import { PG } from '../db/codes.js';
-import { fromClause, sourceStatement } from '../source/statement.js';
+import { fromClause, sourceQueryProblem } from '../source/statement.js';
+import { describeFrom, KEY_TYPES, relationOid, type Column } from '../definitions/check.js';
 import type { JobSpec } from '../definitions/schema.js';
 
 /**
@@ -13,7 +14,6 @@ import type { JobSpec } from '../definitions/schema.js';
  */
 export type OutcomesSpec = NonNullable<JobSpec['outcomes']>;
 
-const KEY_TYPES = new Set(['int2', 'int4', 'int8', 'text', 'varchar', 'bpchar', 'uuid', 'numeric', 'date']);
 const INTEGER_TYPES = new Set(['int2', 'int4', 'int8']);
 const TEXT_TYPES = new Set(['text', 'varchar', 'bpchar']);
 const DATE_TYPES = new Set(['date', 'timestamp', 'timestamptz']);
@@ -27,32 +27,10 @@ export interface OutcomesColumns {
   outcome: { name: string; typname: string };
 }
 
-interface Column {
-  typname: string;
-  formatted: string;
-}
-
-/** The columns of the table or query, as PostgreSQL reads them (LIMIT 0, read-only). */
-async function describe(pool: Pool, from: string): Promise<Map<string, Column>> {
-  return withReadOnly(pool, async (client) => {
-    const res = await client.query(sourceStatement(`SELECT * FROM ${from} LIMIT 0`));
-    const { rows } = await client.query<{ i: number; typname: string; formatted: string }>(
-      `SELECT f.i, t.typname, format_type(f.oid, nullif(f.mod, -1)) AS formatted
-         FROM unnest($1::oid[], $2::int[]) WITH ORDINALITY AS f(oid, mod, i) JOIN pg_type t ON t.oid = f.oid`,
-      [res.fields.map((f) => f.dataTypeID), res.fields.map((f) => f.dataTypeModifier)],
-    );
-    const byIndex = new Map(rows.map((r) => [Number(r.i), r]));
-    return new Map(res.fields.map((f, i) => [f.name, byIndex.get(i + 1)!]));
-  });
-}
-
 function queryProblem(err: unknown): string {
   const e = err as { code?: string; message?: string };
-  if (e.code === '42601' && /multiple commands|at or near ";"/.test(e.message ?? '')) {
-    return 'outcomes.query must be one SELECT statement (it holds several: remove the ";" and what follows)';
-  }
   if (e.code === PG.readOnlyTransaction) return `outcomes.query must only read (it runs read-only): ${e.message}`;
-  return `outcomes.query: PostgreSQL refuses it: ${e.message ?? String(err)}`;
+  return sourceQueryProblem(err, 'outcomes.query');
 }
 
 /**
@@ -74,12 +52,7 @@ export async function checkOutcomes(
     } catch (err) {
       return { problems: [(err as Error).message] };
     }
-    const { rows } = await pool.query<{ t: string | null }>(
-      `SELECT c.oid::text AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')`,
-      [table.schema, table.name],
-    );
-    if (rows.length === 0) {
+    if ((await relationOid(pool, table)) === null) {
       return { problems: [`outcomes.table: table ${o.table} does not exist (looked for ${table.schema}.${table.name})`] };
     }
   }
@@ -87,7 +60,7 @@ export async function checkOutcomes(
   const where = o.table ?? 'the outcomes query';
   let columns: Map<string, Column>;
   try {
-    columns = await describe(pool, from);
+    columns = await describeFrom(pool, from);
   } catch (err) {
     return { problems: [o.query !== undefined ? queryProblem(err) : `outcomes.table: ${(err as Error).message}`] };
   }

@@ -47,9 +47,7 @@ export async function profileTrainingData(
     } catch (err) {
       const message = (err as Error).message;
       throw new InputError(
-        source.query !== undefined
-          ? sourceQueryProblem(err).replace('source.query', '--query')
-          : `--table ${source.table}: ${message}`,
+        source.query !== undefined ? sourceQueryProblem(err, '--query') : `--table ${source.table}: ${message}`,
         { cause: err },
       );
     }

@@ -21,12 +21,15 @@ export function sourceStatement(
   return { text, values, queryMode: 'extended' };
 }
 
-/** PostgreSQL's complaint about a source query, said as the fix when it is several statements. */
-export function sourceQueryProblem(err: unknown): string {
+/**
+ * PostgreSQL's complaint about a query a job embeds (`field`: the job field that holds it), said
+ * as the fix when it is several statements.
+ */
+export function sourceQueryProblem(err: unknown, field = 'source.query'): string {
   const e = err as { code?: string; message?: string };
   // Inside the parentheses prescore wraps it in, a second statement is a syntax error at ";".
   if (e.code === '42601' && /multiple commands|at or near ";"/.test(e.message ?? '')) {
-    return 'source.query must be one SELECT statement (it holds several: remove the ";" and what follows)';
+    return `${field} must be one SELECT statement (it holds several: remove the ";" and what follows)`;
   }
-  return `source.query: PostgreSQL refuses it: ${e.message ?? String(err)}`;
+  return `${field}: PostgreSQL refuses it: ${e.message ?? String(err)}`;
 }
