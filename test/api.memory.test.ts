@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import autocannon, { type Instance, type Request, type Result } from 'autocannon';
+import pg from 'pg';
 import { pino } from 'pino';
 import { multiclassModel } from './fixtures/models.js';
 import { packageRoot } from '../src/paths.js';
@@ -126,6 +127,34 @@ describe('runs held in memory', () => {
     assert.equal(await metric(fromMemory.base, 'prescore_api_cache_runs'), 3);
     assert.ok((await metric(fromMemory.base, 'prescore_api_cache_bytes')) > 0);
     assert.equal(await metric(fromDb.base, 'prescore_api_cache_budget_bytes'), 0, 'off by default in buildApi');
+  });
+
+  test('a run of an older date is loaded after as many requests as the setting says, each counted once', async () => {
+    // A server of its own (the others' connections stay open): the newest run loads by itself.
+    const pool = new pg.Pool({ connectionString: db.url, max: 4 });
+    const api = await buildApi(pool, silentLogger, { cacheBytes: 16 * 1024 * 1024, cacheHotRequests: 3 });
+    try {
+      const base = await api.app.listen({ port: 0, host: '127.0.0.1' });
+      const started = Date.now();
+      const until = async (what: string, done: () => boolean) => {
+        while (!done()) {
+          assert.ok(Date.now() - started < 10_000, what);
+          await sleep(20);
+        }
+      };
+      await until('the newest run loads by itself', () => api.cache.has(runs.d2!));
+      const get = async (key: string) =>
+        assert.equal((await request(base, `/v1/predictions/mem-lin/${key}?asOf=${D1}`)).status, 200);
+      await get('2');
+      await get('3');
+      await sleep(300);
+      assert.equal(api.cache.has(runs.d1!), false, 'two requests are two, not three');
+      await get('4');
+      await until('the third request loads the run', () => api.cache.has(runs.d1!));
+    } finally {
+      await api.close();
+      await pool.end();
+    }
   });
 
   test('a load pauses after each page as long as the page took, so answering keeps its share of the CPU', async () => {

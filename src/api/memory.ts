@@ -271,11 +271,8 @@ export class RunCache {
 
   /** The run's copy, if it is in memory (and marks it used); else counts towards loading it. */
   get(runId: string): MemoryRun | undefined {
-    const run = this.runs.get(runId);
-    if (run) {
-      run.usedAt = ++this.clock;
-      return run;
-    }
+    const run = this.peek(runId);
+    if (run) return run;
     if (this.enabled) {
       const n = (this.demand.get(runId) ?? 0) + 1;
       if (n >= (this.options.hotRequests ?? 200)) {
@@ -284,6 +281,13 @@ export class RunCache {
       } else this.demand.set(runId, n);
     }
     return undefined;
+  }
+
+  /** The run's copy, if it is in memory (and marks it used); counts nothing towards loading it. */
+  peek(runId: string): MemoryRun | undefined {
+    const run = this.runs.get(runId);
+    if (run) run.usedAt = ++this.clock;
+    return run;
   }
 
   /** Loads `runId` in the background, unless it is in memory, queued, or known too large. */

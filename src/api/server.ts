@@ -79,6 +79,8 @@ export interface ApiOptions {
   cacheBytes?: number;
   /** Rows per page query while loading a run into memory (default 5,000). */
   cachePageRows?: number;
+  /** Requests for a serving run not in memory after which it is loaded too (default 200). */
+  cacheHotRequests?: number;
   /** The job files, for the dashboard's `GET /v1/jobs` (without it: the jobs with published runs). */
   jobs?: JobsProvider;
   /** `GET /v1/jobs/:job/evaluation` (given by `prescore serve`, which reads the job files; without it: 404). */
@@ -144,6 +146,7 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
   const cache = new RunCache(pool, log, {
     budgetBytes: options.cacheBytes ?? 0,
     pageRows: options.cachePageRows,
+    hotRequests: options.cacheHotRequests,
     onLoad: (outcome) => metrics.cacheLoad(outcome),
   });
   // Runs a publish or rollback announced (run id → job): loaded into memory once a reload of
@@ -217,12 +220,16 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
       stale.clear();
     },
   });
-  /** The run's copy in memory, when memory may answer for the pointer's job (see above). */
-  function memoryFor(pointer: Pointer): MemoryRun | undefined {
+  /**
+   * The run's copy in memory, when memory may answer for the pointer's job (see above). Only the
+   * lookup itself (`find`) counts a request towards loading a run; the hot path's first look,
+   * and the reject probe after a lookup, do not (`count` false), so one request counts once.
+   */
+  function memoryFor(pointer: Pointer, count = true): MemoryRun | undefined {
     if (!cache.enabled || !reconnected || holdAll > 0 || !listener.connected) return undefined;
     if (holds.size > 0 && holds.has(pointer.job)) return undefined;
     if (stale.size > 0 && stale.has(pointer.job)) return undefined;
-    return cache.get(pointer.runId);
+    return count ? cache.get(pointer.runId) : cache.peek(pointer.runId);
   }
   /** The rows of `keys` in the pointer's run: from memory when it may answer, else PostgreSQL. */
   function find(pointer: Pointer, keys: string[]): Promise<Map<string, StoredPrediction>> {
@@ -371,7 +378,7 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
       const first = pointerFor(job, asOf, latestBefore);
       lastPointAt = performance.now();
       // The hot path: the run is in memory and has the key, and no split or variant chooses another model.
-      const hit = variants.plan(job, variant) ? undefined : memoryFor(first)?.get(key);
+      const hit = variants.plan(job, variant) ? undefined : memoryFor(first, false)?.get(key);
       if (hit) {
         metrics.cacheHits(1);
         metrics.hits(job, 1);
@@ -391,7 +398,7 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
       if (!row) {
         metrics.misses(job, 1);
         // One indexed probe, misses only (none when the run is in memory; compute on miss has probed already).
-        const memory = reasons ? undefined : memoryFor(pointer);
+        const memory = reasons ? undefined : memoryFor(pointer, false);
         const rejected = reasons
           ? reasons.get(key)
           : memory
@@ -413,7 +420,7 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     const { keys, asOf, latestBefore } = parseBatchBody(request.body, limits);
     const first = pointerFor(job, asOf, latestBefore);
     const work = async () => {
-      const memory = keys.length > POINT_KEYS && memoryFor(first) !== undefined;
+      const memory = keys.length > POINT_KEYS && memoryFor(first, false) !== undefined;
       if (memory) await bulkTurn();
       const started = performance.now();
       const { pointer, rows, notComputed, pending, notEnqueued } = await answer(first, keys, { asOf, latestBefore }, variant);
