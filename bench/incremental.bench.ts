@@ -23,6 +23,8 @@ async function seed(pool: pg.Pool): Promise<void> {
     `CREATE TABLE IF NOT EXISTS ${TABLE} (id bigint NOT NULL, as_of date NOT NULL, ${cols.map((c) => `${c} real`).join(', ')},
        updated_at timestamptz NOT NULL DEFAULT '2026-01-01', PRIMARY KEY (as_of, id))`,
   );
+  // What a changedSince job wants (README): a date's changed keys read from an index alone.
+  await pool.query(`CREATE INDEX IF NOT EXISTS ${TABLE}_changed ON ${TABLE} (as_of, updated_at) INCLUDE (id)`);
   await pool.query(`DELETE FROM ${TABLE} WHERE as_of = $1`, [DAY2]);
   const have = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${TABLE} WHERE as_of = $1`, [DAY1]);
   if (have.rows[0]!.n !== ROWS) {

@@ -72,8 +72,9 @@ export async function finalizeRun(pool: Pool, runId: string, log: Logger): Promi
     throw err;
   }
   await analyzePartition(pool, runId);
-  // The table must hold exactly what the chunks say they wrote (a cheap index-only count).
-  const stored = await countPartition(pool, runId);
+  // The table must hold exactly what the chunks say they wrote (a cheap index-only count); a
+  // layer, all but those it reads through to its base.
+  const stored = (await countPartition(pool, runId)) + info.readThrough;
   if (stored !== t.written) {
     throw new RunError(runId, `${where}: the run's table holds ${stored} rows but its chunks wrote ${t.written}`);
   }

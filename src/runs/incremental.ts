@@ -9,6 +9,7 @@ import {
   deltaSince,
   findBaseRun,
   insertCarriedChunk,
+  layerSize,
   lockBase,
   recordIncremental,
   watermark,
@@ -46,6 +47,13 @@ export interface IncrementalDecision {
   /** The source has rows with a NULL key (scored by every run, never carried). */
   nullKeys: boolean;
 }
+
+/**
+ * A layer holds its changed rows and masks (db/sql/layers.ts); past this share of its root's
+ * rows, a run copies all its rows instead. Reads through a layer cost one more index descent,
+ * so the share bounds the space a chain of layers keeps beside its root, not read speed.
+ */
+export const LAYER_SHARE = 0.2;
 
 /** Before the plan transaction: full or incremental, and from which run. */
 export async function decideIncremental(
@@ -106,18 +114,18 @@ export async function applyIncremental(
     return planned!;
   }
   const challengers = (job.challengers ?? []).length > 0;
-  await lockBase(client, base.id, challengers);
+  await lockBase(client, base, challengers);
   if (decision.mode === 'changedSince') {
     const inc = job.spec.incremental as { changedSince: string; lookbackSeconds: number };
     await deltaSince(
       client,
-      base.id,
+      base,
       { key, column: quoteIdent(inc.changedSince), from, where },
       base.incremental!.watermark!,
       inc.lookbackSeconds,
     );
   } else {
-    await deltaHashes(client, runId, base.id);
+    await deltaHashes(client, runId, base);
   }
   const { changed, gone } = await createChanged(client, runId, job.key.pgType);
   const bounds = await changedBounds(client, runId, Math.ceil(changed / job.spec.chunkRows));
@@ -128,7 +136,11 @@ export async function applyIncremental(
   }
   await insertChunks(client, runId, chunks);
   const carryStart = performance.now();
-  const carried = await carryOver(client, runId, base.id, challengers);
+  // A layer, unless the job has challengers (their tables are copied) or the layer would grow
+  // past LAYER_SHARE of its root: then this run holds all its rows again, and the next run is a
+  // layer on it.
+  const layer = !challengers && (await layerSize(client, base)) + changed + gone <= LAYER_SHARE * base.root.rows;
+  const carried = await carryOver(client, runId, base, { challengers, layer });
   const carryMs = Math.round(performance.now() - carryStart);
   const total = carried.predictions + carried.rejects;
   if (total + changed === 0 && !decision.nullKeys) {
@@ -159,6 +171,7 @@ export async function applyIncremental(
       changed,
       gone,
       carried: total,
+      ...(layer ? { layerOn: base.root.id, readThrough: carried.readThrough } : {}),
       carryMs,
       planMs: Math.round(performance.now() - started),
     },

@@ -38,6 +38,10 @@ export async function* readChunk(
   stats.value = decoder.stats;
   // Read-only: a job's source query can select, never modify.
   await client.query('BEGIN TRANSACTION READ ONLY');
+  // An incremental run's chunk reads a few changed keys of a date: the planner, costing random
+  // reads high, would scan the whole date and hash the keys (measured on 2M rows: 900 ms,
+  // against 300 ms for one key-index probe per changed key). Without an index it still scans.
+  if (filter && job.query === null) await client.query('SET LOCAL enable_seqscan = off; SET LOCAL jit = off');
   const select = chunkSelectSql(job, date, lo, hi, filter);
   // COPY goes over the simple protocol, where `;` would start a second statement. A SELECT
   // that parses as exactly one statement in the extended protocol cannot.

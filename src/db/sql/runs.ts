@@ -193,12 +193,14 @@ export async function activeQueueRuns(db: Queryable): Promise<{ id: string; atte
 export async function runForFinalize<Spec>(
   db: Queryable,
   id: string,
-): Promise<{ job: string; date: string; status: RunStatus; spec: Spec } | undefined> {
-  const { rows } = await db.query<{ job: string; date: string; status: RunStatus; spec: Spec }>(
-    'SELECT job, date::text, status, spec FROM prescore.runs WHERE id = $1::bigint',
+): Promise<{ job: string; date: string; status: RunStatus; spec: Spec; readThrough: number } | undefined> {
+  const { rows } = await db.query<{ job: string; date: string; status: RunStatus; spec: Spec; through: string | null }>(
+    `SELECT job, date::text, status, spec, incremental->>'readThrough' AS through FROM prescore.runs WHERE id = $1::bigint`,
     [id],
   );
-  return rows[0];
+  const r = rows[0];
+  // A layer's predictions read through to its base (db/sql/layers.ts) are not in its own table.
+  return r && { job: r.job, date: r.date, status: r.status, spec: r.spec, readThrough: Number(r.through ?? 0) };
 }
 
 /** Locks the run's row for the publish transaction; its state at that moment. */
