@@ -8,6 +8,11 @@ export interface Pointer {
   job: string;
   date: string;
   runId: string;
+  /**
+   * The run `runId` reads through to when it is a layer (db/sql/layers.ts), else null: every
+   * read of the run's predictions passes it on (a Pointer is a RunRef).
+   */
+  baseRunId: string | null;
   model: { name: string; version: number };
   /** When the run was published, ms since the epoch. */
   publishedAt: number;
@@ -24,6 +29,7 @@ function toPointer(r: PointerRow): Pointer {
     job: r.job,
     date: r.date,
     runId: r.runId,
+    baseRunId: r.baseRunId,
     model: { name: r.modelName, version: r.modelVersion },
     publishedAt: r.publishedAt.getTime(),
   };
