@@ -231,7 +231,10 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     if (stale.size > 0 && stale.has(pointer.job)) return undefined;
     return count ? cache.get(pointer.runId) : cache.peek(pointer.runId);
   }
-  /** The rows of `keys` in the pointer's run: from memory when it may answer, else PostgreSQL. */
+  /**
+   * The rows of `keys` in the pointer's run: from memory when it may answer, else PostgreSQL
+   * (a layer's read through to its base: the pointer carries it).
+   */
   function find(pointer: Pointer, keys: string[]): Promise<Map<string, StoredPrediction>> {
     const memory = memoryFor(pointer);
     if (memory) {
@@ -239,7 +242,7 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
       return Promise.resolve(memory.find(keys));
     }
     if (cache.enabled) metrics.cacheMisses(keys.length);
-    return lookup.find(pointer.runId, keys);
+    return lookup.find(pointer, keys);
   }
   const metrics = new ApiMetrics(pointers, { listening: () => listener.connected }, { ...options, cache });
   const lookupTimeoutMs = options.lookupTimeoutMs ?? 3000;
