@@ -155,11 +155,12 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
   const pointers = new ServingPointers(pool, log, (jobs) => {
     if (!cache.enabled) return;
     cache.retain((runId) => pointers.serves(runId));
-    for (const runId of pointers.newestRuns()) cache.want(runId);
+    for (const pointer of pointers.newestRuns()) cache.want(pointer);
     for (const [runId, job] of announced) {
       if (jobs && !jobs.includes(job)) continue;
       announced.delete(runId);
-      if (pointers.serves(runId)) cache.want(runId);
+      const pointer = pointers.servingRun(runId);
+      if (pointer) cache.want(pointer);
     }
   });
   /*
@@ -229,7 +230,7 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     if (!cache.enabled || !reconnected || holdAll > 0 || !listener.connected) return undefined;
     if (holds.size > 0 && holds.has(pointer.job)) return undefined;
     if (stale.size > 0 && stale.has(pointer.job)) return undefined;
-    return count ? cache.get(pointer.runId) : cache.peek(pointer.runId);
+    return count ? cache.get(pointer) : cache.peek(pointer.runId);
   }
   /**
    * The rows of `keys` in the pointer's run: from memory when it may answer, else PostgreSQL
