@@ -232,7 +232,7 @@ async function memoryPerMillion(url: string, runId: string): Promise<{ measured:
       return m.heapUsed + m.arrayBuffers;
     };
     const before = used();
-    const run = await loadRun(pool, runId, { pageRows: 20_000, maxBytes: Number.MAX_SAFE_INTEGER });
+    const run = await loadRun(pool, { runId, baseRunId: null }, { pageRows: 20_000, maxBytes: Number.MAX_SAFE_INTEGER });
     if (typeof run === 'string') throw new Error(`loading run ${runId}: ${run}`);
     const after = used();
     const perMillion = 1e6 / run.rows;

@@ -19,6 +19,8 @@ describe('batch lookups', () => {
   let db: TestDb;
   let server: RunningApi;
   const runs: Record<string, string> = {};
+  /** The run of a date as the lookup takes it (these runs hold all their rows). */
+  const run = (date: string) => ({ runId: runs[date]!, baseRunId: null });
   const stored: Record<string, Map<string, StoredRow>> = {};
   before(async () => {
     db = await createTestDb('api_batch');
@@ -121,7 +123,7 @@ describe('batch lookups', () => {
       onQuery: (n) => sent.push(n),
     });
     const asks = Array.from({ length: 200 }, (_, i) => ({ date: i % 2 ? D1 : D2, key: String(1 + i) }));
-    const found = await Promise.all(asks.map((a) => lookup.find(runs[a.date]!, [a.key])));
+    const found = await Promise.all(asks.map((a) => lookup.find(run(a.date), [a.key])));
     // 100 keys per run, at most 120 per query: one query for each run.
     assert.deepEqual(sent, [100, 100]);
     found.forEach((rows, i) => {
@@ -131,7 +133,7 @@ describe('batch lookups', () => {
     // More keys than one query may carry: split, never dropped.
     sent.length = 0;
     const many = Array.from({ length: 300 }, (_, i) => String(1 + i));
-    const parts = await Promise.all(many.map((k) => lookup.find(runs[D1]!, [k])));
+    const parts = await Promise.all(many.map((k) => lookup.find(run(D1), [k])));
     assert.deepEqual(sent, [120, 120, 60]);
     parts.forEach((rows, i) => assert.equal(rows.get(many[i]!)!.score, stored[D1]!.get(many[i]!)!.score));
     await lookup.close();
@@ -148,9 +150,9 @@ describe('batch lookups', () => {
     });
     const keysOf = (from: number, n: number) => Array.from({ length: n }, (_, i) => String(from + i));
     // Ten batches of 300 keys: 30 queries of 100, at most one connection for them.
-    const batches = Array.from({ length: 10 }, (_, b) => lookup.find(runs[D1]!, keysOf(1 + b * 30, 300)));
+    const batches = Array.from({ length: 10 }, (_, b) => lookup.find(run(D1), keysOf(1 + b * 30, 300)));
     await new Promise((r) => setImmediate(r));
-    const point = lookup.find(runs[D1]!, ['7']);
+    const point = lookup.find(run(D1), ['7']);
     const [pointRows, ...batchRows] = await Promise.all([point, ...batches]);
     assert.equal(pointRows.get('7')!.score, stored[D1]!.get('7')!.score);
     batchRows.forEach((rows, b) => assert.equal(rows.size, 300, `batch ${b}`));
@@ -159,18 +161,18 @@ describe('batch lookups', () => {
     assert.ok(sent.indexOf(1) <= 2, `the point read was query ${sent.indexOf(1) + 1} of ${sent.length}`);
     assert.ok(sent.every((n) => n <= 100));
     await lookup.close();
-    await assert.rejects(lookup.find(runs[D1]!, ['7']), /shutting down/);
+    await assert.rejects(lookup.find(run(D1), ['7']), /shutting down/);
   });
 
   test('lookups beyond the queue bound are refused at once', async () => {
     const lookup = new Lookup(server.pool, { maxInFlight: 1, maxBatchKeys: 50, timeoutMs: 5000, maxQueuedKeys: 120 });
     const ok = lookup.find(
-      runs[D1]!,
+      run(D1),
       Array.from({ length: 100 }, (_, i) => String(1 + i)),
     );
     await assert.rejects(
       lookup.find(
-        runs[D1]!,
+        run(D1),
         Array.from({ length: 30 }, (_, i) => String(1 + i)),
       ),
       /100 keys are waiting/,

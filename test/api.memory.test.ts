@@ -33,9 +33,12 @@ const D2 = FIXTURE_D2;
 const D3 = '2026-11-22';
 const BIG = BIG_KEY;
 
+/** A run that holds all its rows, as the cache and loadRun take it (these tests' runs are no layers). */
+const full = (runId: string) => ({ runId, baseRunId: null });
+
 /** Waits until `runIds` are all held in memory by the API. */
 async function loaded(server: RunningApi, runIds: string[]): Promise<void> {
-  for (const id of runIds) server.api.cache.want(id);
+  for (const id of runIds) server.api.cache.want(full(id));
   const started = Date.now();
   while (!runIds.every((id) => server.api.cache.has(id))) {
     assert.ok(Date.now() - started < 10_000, `runs ${runIds} not loaded into memory within 10 s`);
@@ -163,13 +166,13 @@ describe('runs held in memory', () => {
       pauses.push(ms);
     };
     // 300 rows in pages of 64: four full pages, each followed by a pause, and the last.
-    const run = await loadRun(fromDb.pool, runs.d1!, { pageRows: 64, maxBytes: 1e9, yieldShare: 1, pause });
+    const run = await loadRun(fromDb.pool, full(runs.d1!), { pageRows: 64, maxBytes: 1e9, yieldShare: 1, pause });
     assert.ok(typeof run !== 'string', String(run));
     assert.equal(run.rows, 300);
     assert.equal(pauses.length, 4);
     assert.ok(pauses.every((ms) => ms > 0));
     pauses.length = 0;
-    await loadRun(fromDb.pool, runs.d1!, { pageRows: 64, maxBytes: 1e9, yieldShare: 0, pause });
+    await loadRun(fromDb.pool, full(runs.d1!), { pageRows: 64, maxBytes: 1e9, yieldShare: 0, pause });
     assert.deepEqual(pauses, [], 'no pause without a share');
   });
 
@@ -180,7 +183,7 @@ describe('runs held in memory', () => {
     try {
       await api.app.ready();
       for (let i = 0; i < 3; i++) {
-        api.cache.want(runs.d2!);
+        api.cache.want(full(runs.d2!));
         await api.cache.idle();
       }
       assert.equal(api.cache.size, 0);
@@ -198,7 +201,7 @@ describe('runs held in memory', () => {
     try {
       const cache = two.cache;
       const load = async (id: string) => {
-        cache.want(id);
+        cache.want(full(id));
         await cache.idle();
         assert.ok(cache.has(id), `run ${id} loaded`);
       };

@@ -1,4 +1,5 @@
 import type { Pool } from '../db/pool.js';
+import { LAYER_LOOKUP, type RunRef } from '../db/sql/layers.js';
 import { LOOKUP, type LookupRow } from '../db/sql/predictions.js';
 import { LookupUnavailable } from '../errors.js';
 
@@ -34,6 +35,8 @@ interface Waiter {
 
 interface Batch {
   runId: string;
+  /** The run's base when it is a layer: a run's base never changes, so the batch of a run id has one. */
+  baseRunId: string | null;
   keys: Set<string>;
   waiters: Waiter[];
   deadline: number;
@@ -47,7 +50,8 @@ class Lane {
   readonly full: Batch[] = [];
   inFlight = 0;
 
-  add(runId: string, keys: readonly string[], waiter: Waiter, maxKeys: number, deadline: number): void {
+  add(run: RunRef, keys: readonly string[], waiter: Waiter, maxKeys: number, deadline: number): void {
+    const { runId, baseRunId } = run;
     let batch = this.open.get(runId);
     if (batch && batch.keys.size + keys.length > maxKeys) {
       this.open.delete(runId);
@@ -55,7 +59,7 @@ class Lane {
       batch = undefined;
     }
     if (!batch) {
-      batch = { runId, keys: new Set(), waiters: [], deadline, charged: 0 };
+      batch = { runId, baseRunId, keys: new Set(), waiters: [], deadline, charged: 0 };
       this.open.set(runId, batch);
     }
     for (const k of keys) batch.keys.add(k);
@@ -125,8 +129,11 @@ export class Lookup {
     this.maxBulkInFlight = Math.max(1, options.maxInFlight - Math.max(1, Math.floor(options.maxInFlight / 4)));
   }
 
-  /** The stored predictions of `keys` in run `runId` (keys not found are absent from the map). */
-  find(runId: string, keys: readonly string[]): Promise<Map<string, StoredPrediction>> {
+  /**
+   * The stored predictions of `keys` in `run` (keys not found are absent from the map); a layer's
+   * read through to its base (LAYER_LOOKUP), a run holding all its rows with plain LOOKUP.
+   */
+  find(run: RunRef, keys: readonly string[]): Promise<Map<string, StoredPrediction>> {
     if (this.closed) return Promise.reject(new LookupUnavailable('the API is shutting down'));
     if (this.queuedKeys + keys.length > this.options.maxQueuedKeys) {
       return Promise.reject(new LookupUnavailable(`${this.queuedKeys} keys are waiting for the database already`, true));
@@ -136,14 +143,14 @@ export class Lookup {
     let result: Promise<Map<string, StoredPrediction>>;
     if (keys.length <= this.pointKeys) {
       this.lastPointAt = Date.now();
-      result = new Promise((resolve, reject) => this.point.add(runId, keys, { resolve, reject }, max, deadline));
+      result = new Promise((resolve, reject) => this.point.add(run, keys, { resolve, reject }, max, deadline));
     } else {
       // A big request goes out in pieces, so it neither holds one connection long nor makes a
       // query PostgreSQL plans worse than a few small ones.
       const parts: Promise<Map<string, StoredPrediction>>[] = [];
       for (let i = 0; i < keys.length; i += max) {
         const piece = keys.slice(i, i + max);
-        parts.push(new Promise((resolve, reject) => this.bulk.add(runId, piece, { resolve, reject }, max, deadline)));
+        parts.push(new Promise((resolve, reject) => this.bulk.add(run, piece, { resolve, reject }, max, deadline)));
       }
       result =
         parts.length === 1
@@ -226,12 +233,11 @@ export class Lookup {
     // What is left of the lookup's time bounds the query: a stalled server fails it, and pg
     // then drops the connection rather than reuse it.
     const queryTimeout = Math.max(50, batch.deadline - Date.now());
+    const query = batch.baseRunId
+      ? { ...LAYER_LOOKUP, values: [batch.runId, keys, batch.baseRunId], query_timeout: queryTimeout }
+      : { ...LOOKUP, values: [batch.runId, keys], query_timeout: queryTimeout };
     this.pool
-      .query<LookupRow>({
-        ...LOOKUP,
-        values: [batch.runId, keys],
-        query_timeout: queryTimeout,
-      } as typeof LOOKUP & { values: unknown[] })
+      .query<LookupRow>(query as typeof LOOKUP & { values: unknown[] })
       .then(
         ({ rows }) => {
           const found = new Map<string, StoredPrediction>();

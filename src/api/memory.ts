@@ -1,5 +1,6 @@
 import type { Pool } from '../db/pool.js';
-import { countPredictions, PAGE_AFTER, PAGE_FIRST, type LookupRow } from '../db/sql/predictions.js';
+import { countRunPredictions, LAYER_PAGE, type RunRef } from '../db/sql/layers.js';
+import { PAGE_AFTER, PAGE_FIRST, type LookupRow } from '../db/sql/predictions.js';
 import { rejectsOfRun } from '../db/sql/rejects.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -117,17 +118,31 @@ function timerPause(ms: number): Promise<void> {
   return ms >= 1 ? new Promise((resolve) => setTimeout(resolve, ms)) : Promise.resolve();
 }
 
+/** The page of `run`'s predictions after key `last` (undefined: the first page), in key order. */
+function pageQuery(run: RunRef, pageRows: number, last: string | undefined) {
+  if (run.baseRunId) {
+    return { ...LAYER_PAGE, values: [run.runId, pageRows, last ?? null, run.baseRunId] } as typeof LAYER_PAGE & {
+      values: unknown[];
+    };
+  }
+  return last === undefined
+    ? ({ ...PAGE_FIRST, values: [run.runId, pageRows] } as typeof PAGE_FIRST & { values: unknown[] })
+    : ({ ...PAGE_AFTER, values: [run.runId, pageRows, last] } as typeof PAGE_AFTER & { values: unknown[] });
+}
+
 /**
- * Reads run `runId` into memory, page by page. Verifies at the end that it read every row the
+ * Reads `run` into memory, page by page: a layer's own rows merged in key order with what it
+ * reads through to its base (db/sql/layers.ts). Verifies at the end that it read every row the
  * run has and that the run still exists (retention may drop it meanwhile): a copy that is not
  * whole is never returned.
  */
 export async function loadRun(
   pool: Pool,
-  runId: string,
+  run: RunRef,
   options: LoadOptions,
 ): Promise<MemoryRun | 'too-large' | 'cancelled' | 'gone'> {
-  const total = await countPredictions(pool, runId);
+  const { runId } = run;
+  const total = await countRunPredictions(pool, run);
   const index = new Map<string, number>();
   const scores = new Float64Array(total);
   let labelCodes: Uint32Array | undefined;
@@ -148,11 +163,7 @@ export async function loadRun(
   for (;;) {
     if (options.cancelled?.()) return 'cancelled';
     const pageStarted = performance.now();
-    const { rows } = await pool.query<LookupRow>(
-      last === undefined
-        ? ({ ...PAGE_FIRST, values: [runId, options.pageRows] } as typeof PAGE_FIRST & { values: unknown[] })
-        : ({ ...PAGE_AFTER, values: [runId, options.pageRows, last] } as typeof PAGE_AFTER & { values: unknown[] }),
-    );
+    const { rows } = await pool.query<LookupRow>(pageQuery(run, options.pageRows, last));
     for (const [key, score, label, outputs] of rows) {
       // More rows than counted: the run changed under us, which a published run never does.
       if (n >= total) return 'gone';
@@ -188,14 +199,14 @@ export async function loadRun(
     if (pause > 0) await (options.pause ?? timerPause)(pause);
   }
   // Fewer rows than counted: the run was detached or dropped while we read it.
-  if (n !== total || (total > 0 && (await countPredictions(pool, runId)) !== total)) return 'gone';
+  if (n !== total || (total > 0 && (await countRunPredictions(pool, run)) !== total)) return 'gone';
   const rejects = new Map<string, string>();
   for (const r of await rejectsOfRun(pool, runId)) {
     if (rejects.has(r.key)) continue;
     rejects.set(r.key, r.reason);
     keyBytes += (r.key.length + r.reason.length) * 2 + ROW_OVERHEAD_BYTES;
   }
-  const run = new MemoryRun(
+  const copy = new MemoryRun(
     runId,
     index,
     scores,
@@ -206,8 +217,8 @@ export async function loadRun(
     outputStart ? outputValues.trimmed() : undefined,
     rejects,
   );
-  run.bytes = estimate();
-  return run;
+  copy.bytes = estimate();
+  return copy;
 }
 
 export interface RunCacheOptions {
@@ -227,13 +238,13 @@ export interface RunCacheOptions {
  * The runs held in memory, by run id, least recently used evicted past the budget. Loads run
  * in the background, one at a time; until a run is loaded its requests go to PostgreSQL.
  *
- * Which run answers is decided by the request's pointer, never here: `get(runId)` only says
+ * Which run answers is decided by the request's pointer, never here: `get(run)` only says
  * whether that run's copy is in memory. The server asks only while it trusts its pointers (see
  * `hold`), and `retain` drops every run no pointer names any more.
  */
 export class RunCache {
   private readonly runs = new Map<string, MemoryRun>();
-  private readonly queue: string[] = [];
+  private readonly queue: RunRef[] = [];
   private readonly queued = new Set<string>();
   private readonly demand = new Map<string, number>();
   /** Runs that do not fit the budget: logged once, not tried again. */
@@ -270,14 +281,15 @@ export class RunCache {
   }
 
   /** The run's copy, if it is in memory (and marks it used); else counts towards loading it. */
-  get(runId: string): MemoryRun | undefined {
-    const run = this.peek(runId);
-    if (run) return run;
+  get(run: RunRef): MemoryRun | undefined {
+    const { runId } = run;
+    const copy = this.peek(runId);
+    if (copy) return copy;
     if (this.enabled) {
       const n = (this.demand.get(runId) ?? 0) + 1;
       if (n >= (this.options.hotRequests ?? 200)) {
         this.demand.delete(runId);
-        this.want(runId);
+        this.want(run);
       } else this.demand.set(runId, n);
     }
     return undefined;
@@ -290,12 +302,16 @@ export class RunCache {
     return run;
   }
 
-  /** Loads `runId` in the background, unless it is in memory, queued, or known too large. */
-  want(runId: string): void {
+  /**
+   * Loads `run` in the background (a layer with what it reads through to its base), unless it is
+   * in memory, queued, or known too large.
+   */
+  want(run: RunRef): void {
+    const { runId } = run;
     if (!this.enabled || this.closed || this.runs.has(runId) || this.queued.has(runId) || this.current === runId) return;
     if (this.tooLarge.has(runId)) return;
     this.queued.add(runId);
-    this.queue.push(runId);
+    this.queue.push(run);
     if (!this.draining) {
       this.draining = true;
       void this.drain();
@@ -345,15 +361,16 @@ export class RunCache {
   // Never throws.
   private async drain(): Promise<void> {
     for (;;) {
-      const runId = this.queue.shift();
-      if (runId === undefined || this.closed) break;
+      const run = this.queue.shift();
+      if (run === undefined || this.closed) break;
+      const { runId } = run;
       this.queued.delete(runId);
       if (this.runs.has(runId) || !this.serving(runId)) continue;
       this.current = runId;
       const started = performance.now();
       let outcome: 'loaded' | 'too-large' | 'gone' | 'failed' = 'failed';
       try {
-        const result = await loadRun(this.pool, runId, {
+        const result = await loadRun(this.pool, run, {
           pageRows: this.options.pageRows ?? 5_000,
           yieldShare: this.options.yieldShare ?? 1,
           maxBytes: this.options.budgetBytes,

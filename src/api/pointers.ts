@@ -8,6 +8,11 @@ export interface Pointer {
   job: string;
   date: string;
   runId: string;
+  /**
+   * The run `runId` reads through to when it is a layer (db/sql/layers.ts), else null: every
+   * read of the run's predictions passes it on (a Pointer is a RunRef).
+   */
+  baseRunId: string | null;
   model: { name: string; version: number };
   /** When the run was published, ms since the epoch. */
   publishedAt: number;
@@ -24,6 +29,7 @@ function toPointer(r: PointerRow): Pointer {
     job: r.job,
     date: r.date,
     runId: r.runId,
+    baseRunId: r.baseRunId,
     model: { name: r.modelName, version: r.modelVersion },
     publishedAt: r.publishedAt.getTime(),
   };
@@ -60,8 +66,8 @@ export class ServingPointers {
   private draining = false;
   private drained: Promise<void> = Promise.resolve();
   private readonly checking = new Map<string, Promise<Pointer | undefined>>();
-  /** The run ids some pointer names, rebuilt on every reload. */
-  private serving = new Set<string>();
+  /** The runs some pointer names, by run id, rebuilt on every reload. */
+  private serving = new Map<string, Pointer>();
   /** ms since the epoch of the last successful full load. */
   loadedAt = 0;
 
@@ -77,9 +83,14 @@ export class ServingPointers {
     return this.serving.has(runId);
   }
 
-  /** The run serving each job's newest date. */
-  newestRuns(): string[] {
-    return [...this.jobs.values()].map((j) => j.newest.runId);
+  /** A pointer naming this run, if some (job, date) is answered by it now (as far as this map knows). */
+  servingRun(runId: string): Pointer | undefined {
+    return this.serving.get(runId);
+  }
+
+  /** The pointers of each job's newest date. */
+  newestRuns(): Pointer[] {
+    return [...this.jobs.values()].map((j) => j.newest);
   }
 
   /** The pointer a request uses: the date's run, or the newest date's; undefined when none. */
@@ -176,7 +187,7 @@ export class ServingPointers {
             else this.jobs.delete(job);
           }
         }
-        this.serving = new Set([...this.jobs.values()].flatMap((j) => [...j.byDate.values()].map((p) => p.runId)));
+        this.serving = new Map([...this.jobs.values()].flatMap((j) => [...j.byDate.values()].map((p) => [p.runId, p] as const)));
         const reloaded = all ? undefined : jobs;
         try {
           this.onReloaded?.(reloaded);

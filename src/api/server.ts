@@ -155,11 +155,12 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
   const pointers = new ServingPointers(pool, log, (jobs) => {
     if (!cache.enabled) return;
     cache.retain((runId) => pointers.serves(runId));
-    for (const runId of pointers.newestRuns()) cache.want(runId);
+    for (const pointer of pointers.newestRuns()) cache.want(pointer);
     for (const [runId, job] of announced) {
       if (jobs && !jobs.includes(job)) continue;
       announced.delete(runId);
-      if (pointers.serves(runId)) cache.want(runId);
+      const pointer = pointers.servingRun(runId);
+      if (pointer) cache.want(pointer);
     }
   });
   /*
@@ -229,9 +230,12 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     if (!cache.enabled || !reconnected || holdAll > 0 || !listener.connected) return undefined;
     if (holds.size > 0 && holds.has(pointer.job)) return undefined;
     if (stale.size > 0 && stale.has(pointer.job)) return undefined;
-    return count ? cache.get(pointer.runId) : cache.peek(pointer.runId);
+    return count ? cache.get(pointer) : cache.peek(pointer.runId);
   }
-  /** The rows of `keys` in the pointer's run: from memory when it may answer, else PostgreSQL. */
+  /**
+   * The rows of `keys` in the pointer's run: from memory when it may answer, else PostgreSQL
+   * (a layer's read through to its base: the pointer carries it).
+   */
   function find(pointer: Pointer, keys: string[]): Promise<Map<string, StoredPrediction>> {
     const memory = memoryFor(pointer);
     if (memory) {
@@ -239,7 +243,7 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
       return Promise.resolve(memory.find(keys));
     }
     if (cache.enabled) metrics.cacheMisses(keys.length);
-    return lookup.find(pointer.runId, keys);
+    return lookup.find(pointer, keys);
   }
   const metrics = new ApiMetrics(pointers, { listening: () => listener.connected }, { ...options, cache });
   const lookupTimeoutMs = options.lookupTimeoutMs ?? 3000;

@@ -103,6 +103,7 @@ export class BundleStore {
       job: m.job,
       date: m.date,
       runId: m.runId,
+      baseRunId: null, // a bundle holds all the rows it serves
       model: { name: m.model.name, version: m.model.version },
       publishedAt: Date.parse(m.publishedAt),
     };

@@ -1,6 +1,7 @@
 import { withTransaction, type Pool } from '../db/pool.js';
 import { attachPartition } from '../db/sql/partitions.js';
 import { carryLate } from '../db/sql/late.js';
+import { runRef } from '../db/sql/layers.js';
 import { lockRun, markPublished, markSuperseded } from '../db/sql/runs.js';
 import { notifyPublished, swapPointer } from '../db/sql/serving.js';
 import { replaceFeatureStats, type FeatureSummary } from '../db/sql/stats.js';
@@ -37,7 +38,7 @@ export async function publishRun(pool: Pool, p: Publication): Promise<string | u
     const previous = await swapPointer(client, p.job, p.date, p.runId);
     if (previous) {
       await markSuperseded(client, previous);
-      await carryLate(client, previous, p.runId);
+      await carryLate(client, previous, await runRef(client, p.runId));
     }
     await markPublished(client, p.runId, p.totals);
     await notifyPublished(client, p.job, p.date, p.runId);

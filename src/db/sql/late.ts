@@ -1,4 +1,5 @@
 import type { Queryable } from '../pool.js';
+import { runPredictions, type RunRef } from './layers.js';
 
 /**
  * `prescore.late_predictions` (migration 009): keys a served run lacked, scored later by a queue
@@ -91,11 +92,12 @@ export async function storeLate(
 }
 
 /**
- * In the publish transaction of `runId` (its partition attached), the late rows of the run it
- * replaces carried over for the keys it neither scored nor rejected, when both pinned the same
- * model version (a late answer names the serving run's model). Returns the rows carried.
+ * In the publish transaction of `run` (its partition attached), the late rows of the run it
+ * replaces carried over for the keys it neither has nor rejected, when both pinned the same
+ * model version (a late answer names the serving run's model). A layer has a key its own table
+ * lacks when its base has it unmasked (layers.ts). Returns the rows carried.
  */
-export async function carryLate(db: Queryable, previous: string, runId: string): Promise<number> {
+export async function carryLate(db: Queryable, previous: string, run: RunRef): Promise<number> {
   const { rowCount } = await db.query(
     `INSERT INTO prescore.late_predictions
        (run_id, key, score, label, outputs, rejected, absent, model_name, model_version, scored_at, carried_from)
@@ -104,10 +106,10 @@ export async function carryLate(db: Queryable, previous: string, runId: string):
        FROM prescore.late_predictions l
        JOIN prescore.runs r ON r.id = $2::bigint
       WHERE l.run_id = $1::bigint AND l.model_name = r.model_name AND l.model_version = r.model_version
-        AND NOT EXISTS (SELECT 1 FROM prescore.predictions p WHERE p.run_id = $2::bigint AND p.key = l.key)
+        AND NOT EXISTS (${runPredictions(run, '1', 'key = l.key')})
         AND NOT EXISTS (SELECT 1 FROM prescore.rejects j WHERE j.run_id = $2::bigint AND j.key = l.key)
      ON CONFLICT (run_id, key) DO NOTHING`,
-    [previous, runId],
+    [previous, run.runId],
   );
   return rowCount ?? 0;
 }

@@ -10,13 +10,16 @@ export interface PointerRow {
   job: string;
   date: string;
   runId: string;
+  /** The run it reads through to, when it is a layer (layers.ts); null: it holds all its rows. */
+  baseRunId: string | null;
   modelName: string;
   modelVersion: number;
   publishedAt: Date;
 }
 
 const SELECT_POINTERS = `
-  SELECT s.job, s.date::text AS date, s.run_id::text AS run_id, r.model_name, r.model_version,
+  SELECT s.job, s.date::text AS date, s.run_id::text AS run_id, r.base_run_id::text AS base_run_id,
+         r.model_name, r.model_version,
          coalesce(r.published_at, s.published_at) AS published_at
     FROM prescore.serving s JOIN prescore.runs r ON r.id = s.run_id`;
 
@@ -24,6 +27,7 @@ interface Row {
   job: string;
   date: string;
   run_id: string;
+  base_run_id: string | null;
   model_name: string;
   model_version: number;
   published_at: Date;
@@ -34,6 +38,7 @@ function toPointer(r: Row): PointerRow {
     job: r.job,
     date: r.date,
     runId: r.run_id,
+    baseRunId: r.base_run_id,
     modelName: r.model_name,
     modelVersion: r.model_version,
     publishedAt: r.published_at,
