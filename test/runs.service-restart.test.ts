@@ -80,6 +80,22 @@ describe(
       return (JSON.parse(q.stdout) as { id: string }).id;
     }
 
+    /** What the run's chunks and the workers were doing: the failure message of a run that did not end. */
+    async function diagnosis(runId: string): Promise<string> {
+      let chunks = '?';
+      try {
+        const c = await db.pool.query<{ status: string; n: number; attempts: number }>(
+          `SELECT status, count(*)::int AS n, max(attempts)::int AS attempts FROM prescore.run_chunks WHERE run_id = $1 GROUP BY status`,
+          [runId],
+        );
+        chunks = JSON.stringify(c.rows);
+      } catch (err) {
+        chunks = String(err);
+      }
+      const tails = workers.map((w, i) => `worker ${i}:\n${w.output().stderr.split('\n').slice(-25).join('\n')}`);
+      return `chunks ${chunks}\n${tails.join('\n')}`;
+    }
+
     async function assertPublishedOnce(runId: string, date: string): Promise<void> {
       const status = await waitFor(
         `run ${runId} to end`,
@@ -93,7 +109,9 @@ describe(
         },
         120_000,
         250,
-      );
+      ).catch(async (err: unknown) => {
+        throw new Error(`${String(err)}\n${await diagnosis(runId)}`);
+      });
       assert.equal(status.status, 'published', status.error);
       const n = await db.pool.query(
         `SELECT count(*)::int AS n, count(DISTINCT key)::int AS d FROM prescore.predictions WHERE run_id = $1`,
