@@ -27,6 +27,7 @@ import { installScore, type ScoreOptions } from './score.js';
 import { JobSplits } from './job-splits.js';
 import { batchVariant, checkVariantParam, Variants } from './variants.js';
 import { CurrentModels } from '../score/current.js';
+import { ModelBytes } from '../models/bytes.js';
 import { TOKENS_CHANNEL } from './tokens.js';
 import {
   checkJob,
@@ -346,7 +347,9 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
   installJsonBody(app);
   installDashboard(app, { pool, log, tokens, pointers, jobs: options.jobs });
   const ops = buildOps(pool, metrics, requestTimeout);
-  const models = new CurrentModels(pool, log, { ttlMs: options.score?.modelTtlMs });
+  // One copy of each model version's bytes for the score route and compute on miss.
+  const modelBytes = new ModelBytes(pool);
+  const models = new CurrentModels(pool, log, { ttlMs: options.score?.modelTtlMs }, modelBytes);
   const score = installScore(
     app,
     { model: (job) => models.get(job), registry: metrics.registry, log, keyProblem: (key) => keyProblem(key, limits) },
@@ -359,7 +362,7 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
     {
       pool,
       late,
-      runs: new PinnedRuns(pool),
+      runs: new PinnedRuns(pool, modelBytes),
       inference: () => score.inference(),
       log,
       onQuery: (job, keys) => metrics.missQuery(job, keys),

@@ -4,9 +4,9 @@ import { InputError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Pool } from '../db/pool.js';
 import type { ResolvedJob } from '../definitions/check.js';
-import { InferencePool, sharedBytes } from '../inference/pool.js';
+import { InferencePool } from '../inference/pool.js';
 import type { WorkerMetrics } from '../metrics/worker.js';
-import { loadModelBytes } from '../models/registry.js';
+import { ModelBytes } from '../models/bytes.js';
 import { executeChunk } from '../runs/chunk.js';
 import { finalizeRun } from '../runs/finalize.js';
 import { chunkBounds } from '../db/sql/chunks.js';
@@ -47,7 +47,7 @@ export async function startWorker(
     metrics && ((sha256, seconds) => metrics.inferred(sha256, seconds)),
   );
   const runs = new Map<string, Promise<RunContext>>();
-  const models = new Map<string, Promise<Uint8Array>>();
+  const models = new ModelBytes(pool);
 
   const context = (runId: string): Promise<RunContext> => {
     let ctx = runs.get(runId);
@@ -57,17 +57,8 @@ export async function startWorker(
         if (!plan) throw new InputError(`run ${runId} does not exist`);
         const job = plan.spec;
         for (const m of [job.model, ...(job.challengers ?? []).map((c) => c.model)]) metrics?.model(m.sha256, m.name, m.version);
-        const bytes = (m: { name: string; version: number; sha256: string }): Promise<Uint8Array> => {
-          let b = models.get(m.sha256);
-          if (!b) {
-            b = loadModelBytes(pool, m.name, m.version).then(sharedBytes);
-            b.catch(() => models.delete(m.sha256));
-            models.set(m.sha256, b);
-          }
-          return b;
-        };
-        const challengers = await Promise.all((job.challengers ?? []).map((c) => bytes(c.model)));
-        return { job, date: plan.date, model: await bytes(job.model), challengers };
+        const challengers = await Promise.all((job.challengers ?? []).map((c) => models.get(c.model)));
+        return { job, date: plan.date, model: await models.get(job.model), challengers };
       })();
       ctx.catch(() => runs.delete(runId));
       runs.set(runId, ctx);

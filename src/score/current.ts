@@ -3,10 +3,10 @@ import type { Pool } from '../db/pool.js';
 import { newestJobRun } from '../db/sql/runs.js';
 import type { ResolvedJob } from '../definitions/check.js';
 import { HttpError, InputError, errorMessage } from '../errors.js';
-import { sharedBytes } from '../inference/pool.js';
 import type { Logger } from '../log.js';
 import { resolveOutputMapping } from '../models/output.js';
-import { loadModelBytes, resolveModel, type PinnedModel } from '../models/registry.js';
+import { ModelBytes } from '../models/bytes.js';
+import { resolveModel, type PinnedModel } from '../models/registry.js';
 import { NUMERIC_INPUT_TYPES, type InputType } from '../models/signature.js';
 import type { ScoringModel } from './model.js';
 
@@ -23,9 +23,6 @@ interface Entry {
   refreshing: Promise<ScoringModel> | undefined;
 }
 
-/** Model bytes kept in memory at most (by sha256): a few versions of a few jobs. */
-const MAX_MODELS = 16;
-
 /**
  * The model each job scores sent features with: what the job's `model` reference (e.g.
  * `churn@champion`) resolves to now, read again at most `ttlMs` after the last time, so a
@@ -36,7 +33,6 @@ const MAX_MODELS = 16;
  */
 export class CurrentModels {
   private readonly entries = new Map<string, Entry>();
-  private readonly bytes = new Map<string, Promise<Uint8Array>>();
   private readonly ttlMs: number;
   private readonly maxStaleMs: number;
 
@@ -44,6 +40,7 @@ export class CurrentModels {
     private readonly pool: Pool,
     private readonly log: Logger,
     options: CurrentModelsOptions = {},
+    private readonly bytes = new ModelBytes(pool),
   ) {
     this.ttlMs = options.ttlMs ?? 1000;
     this.maxStaleMs = options.maxStaleMs ?? 30_000;
@@ -106,23 +103,11 @@ export class CurrentModels {
       name: pinned.name,
       version: pinned.version,
       sha256: pinned.sha256,
-      bytes: await this.modelBytes(pinned),
+      bytes: await this.bytes.get(pinned),
       input: fitted.input,
       features: spec.features.map((f) => f.name),
       mapping: fitted.mapping,
     };
-  }
-
-  private modelBytes(m: PinnedModel): Promise<Uint8Array> {
-    let b = this.bytes.get(m.sha256);
-    if (!b) {
-      b = loadModelBytes(this.pool, m.name, m.version).then(sharedBytes);
-      b.catch(() => this.bytes.delete(m.sha256));
-      this.bytes.set(m.sha256, b);
-      // The oldest version read goes first: sessions of it in the threads stay, the bytes do not.
-      if (this.bytes.size > MAX_MODELS) this.bytes.delete(this.bytes.keys().next().value!);
-    }
-    return b;
   }
 }
 

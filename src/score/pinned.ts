@@ -1,8 +1,7 @@
 import type { Pool } from '../db/pool.js';
 import { servedRunPlan } from '../db/sql/runs.js';
 import type { ResolvedJob } from '../definitions/check.js';
-import { sharedBytes } from '../inference/pool.js';
-import { loadModelBytes } from '../models/registry.js';
+import { ModelBytes } from '../models/bytes.js';
 import type { ScoringModel } from './model.js';
 
 /** A published run as it was planned: its resolved job (source, features, mapping) and its pinned model. */
@@ -30,9 +29,10 @@ const MAX_RUNS = 64;
  */
 export class PinnedRuns {
   private readonly runs = new Map<string, Promise<PinnedRun | undefined>>();
-  private readonly bytes = new Map<string, Promise<Uint8Array>>();
-
-  constructor(private readonly pool: Pool) {}
+  constructor(
+    private readonly pool: Pool,
+    private readonly bytes = new ModelBytes(pool),
+  ) {}
 
   /** The run's plan (undefined: the run is gone). Callers arriving together share one read. */
   get(runId: string): Promise<PinnedRun | undefined> {
@@ -61,7 +61,7 @@ export class PinnedRuns {
       onMiss: job.spec.serving?.onMiss ?? 'off',
       checked: false,
       model: () => {
-        model ??= this.modelBytes(job.model.name, job.model.version, job.model.sha256).then((bytes) => ({
+        model ??= this.bytes.get(job.model).then((bytes) => ({
           job: job.name,
           name: job.model.name,
           version: job.model.version,
@@ -75,16 +75,5 @@ export class PinnedRuns {
         return model;
       },
     };
-  }
-
-  private modelBytes(name: string, version: number, sha256: string): Promise<Uint8Array> {
-    let b = this.bytes.get(sha256);
-    if (!b) {
-      b = loadModelBytes(this.pool, name, version).then(sharedBytes);
-      b.catch(() => this.bytes.delete(sha256));
-      this.bytes.set(sha256, b);
-      if (this.bytes.size > 16) this.bytes.delete(this.bytes.keys().next().value!);
-    }
-    return b;
   }
 }
