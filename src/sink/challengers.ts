@@ -5,7 +5,7 @@ import type { PoolClient } from '../db/pool.js';
 import { copyIntoChallengerPartition } from '../db/sql/partitions.js';
 import type { InferResult } from '../inference/protocol.js';
 import type { OutputMapping } from '../models/output.js';
-import { CHALLENGER_COLUMNS, COPY_HEADER, COPY_TRAILER, encodePredictions, nonFiniteOutputs } from './encode.js';
+import { CHALLENGER_COLUMNS, COPY_HEADER, COPY_TRAILER, encodePredictions, outputRejects } from './encode.js';
 
 /** A challenger's prediction that was not stored: its output was NaN or infinite. */
 export interface ChallengerReject {
@@ -44,17 +44,8 @@ export class ChallengerWriter {
     rows: number,
     result: InferResult,
   ): ChallengerReject[] {
-    const bad = nonFiniteOutputs(result, rows, mapping);
-    let skip: Uint8Array | null = null;
-    const rejects: ChallengerReject[] = [];
-    if (bad) {
-      skip = new Uint8Array(rows);
-      for (const [i, reason] of bad) {
-        skip[i] = 1;
-        const key = Buffer.from(keys.data.subarray(keys.offsets[i], keys.offsets[i + 1])).toString('utf8');
-        rejects.push({ slot, key, reason });
-      }
-    }
+    const { skip, rejects: own } = outputRejects(keys, rows, result, mapping);
+    const rejects: ChallengerReject[] = own.map((r) => ({ slot, ...r }));
     this.encoded.push(encodePredictions(this.runId, keys, rows, mapping, result, skip, slot));
     this.written.set(slot, (this.written.get(slot) ?? 0) + rows - rejects.length);
     return rejects;

@@ -116,6 +116,27 @@ export function encodePredictions(
 }
 
 /**
+ * The rows of a batch a model's outputs reject (nonFiniteOutputs): a mask for
+ * encodePredictions (null: none) and each rejected row's key and reason.
+ */
+export function outputRejects(
+  keys: { offsets: Int32Array; data: Uint8Array },
+  rows: number,
+  result: InferResult,
+  mapping: OutputMapping,
+): { skip: Uint8Array | null; rejects: { key: string; reason: string }[] } {
+  const bad = nonFiniteOutputs(result, rows, mapping);
+  if (!bad) return { skip: null, rejects: [] };
+  const skip = new Uint8Array(rows);
+  const rejects: { key: string; reason: string }[] = [];
+  for (const [i, reason] of bad) {
+    skip[i] = 1;
+    rejects.push({ key: Buffer.from(keys.data.subarray(keys.offsets[i], keys.offsets[i + 1])).toString('utf8'), reason });
+  }
+  return { skip, rejects };
+}
+
+/**
  * Rows whose stored score or outputs are NaN or ±Infinity (a model that divides by zero, an
  * exp that overflows): such a prediction is not stored but rejected, with its reason.
  */

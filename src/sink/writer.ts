@@ -5,7 +5,7 @@ import type { PoolClient } from '../db/pool.js';
 import { copyIntoPartition } from '../db/sql/partitions.js';
 import type { InferResult } from '../inference/protocol.js';
 import type { OutputMapping } from '../models/output.js';
-import { COPY_HEADER, COPY_TRAILER, PREDICTION_COLUMNS, encodePredictions, nonFiniteOutputs } from './encode.js';
+import { COPY_HEADER, COPY_TRAILER, PREDICTION_COLUMNS, encodePredictions, outputRejects } from './encode.js';
 
 /**
  * Writes a chunk's predictions into its run's own table with one binary COPY, on the chunk's
@@ -37,16 +37,7 @@ export class PredictionWriter {
     rows: number,
     result: InferResult,
   ): Promise<{ key: string; reason: string }[]> {
-    const bad = nonFiniteOutputs(result, rows, this.mapping);
-    let skip: Uint8Array | null = null;
-    const rejects: { key: string; reason: string }[] = [];
-    if (bad) {
-      skip = new Uint8Array(rows);
-      for (const [i, reason] of bad) {
-        skip[i] = 1;
-        rejects.push({ key: Buffer.from(keys.data.subarray(keys.offsets[i], keys.offsets[i + 1])).toString('utf8'), reason });
-      }
-    }
+    const { skip, rejects } = outputRejects(keys, rows, result, this.mapping);
     const buf = encodePredictions(this.runId, keys, rows, this.mapping, result, skip);
     this.written += rows - rejects.length;
     if (!this.sink.write(buf)) await once(this.sink, 'drain');
