@@ -46,7 +46,8 @@ export function emptyStats(): FeatureStats {
 export class CopyDecoder {
   /** Feature fields per row; `width` of them numeric (the matrix), `texts` text. */
   private readonly fields: number;
-  private readonly width: number;
+  /** Numeric features per row: the width of a batch's feature matrix (text features are columns of their own). */
+  readonly width: number;
   private readonly texts: number;
   /** Per field: its position in the matrix, or among the text columns. */
   private readonly slot: Int32Array;

@@ -84,7 +84,7 @@ export async function readKeys(
   if (last) batches.push(last);
   // At most keys.length rows (the key is unique per date): one batch, or none.
   const b = batches[0];
-  const width = job.features.length;
+  const width = decoder.width;
   if (!b) return { keys: [], features: new Float32Array(0), rejects: [] };
   const text = Buffer.from(b.keyData.buffer, b.keyData.byteOffset, b.keyData.byteLength);
   const found = new Array<string>(b.rows);

@@ -47,7 +47,7 @@ export async function* readChunk(
   // that parses as exactly one statement in the extended protocol cannot.
   if (job.query !== null) await client.query(sourceStatement(`SELECT * FROM (${select}\n) AS prescore_check LIMIT 0`));
   const stream = client.query(copyTo(chunkCopySql(select)));
-  const width = job.features.filter((f) => f.wire !== 'text').length;
+  const width = decoder.width;
   try {
     for await (const buf of stream as AsyncIterable<Buffer>) {
       for (const d of decoder.push(buf)) {
