@@ -3,6 +3,7 @@ import path from 'node:path';
 import { finished } from 'node:stream/promises';
 import { Field, Float64, List, RecordBatchFileWriter, Table, Utf8, vectorFromArray } from 'apache-arrow';
 import { withReadOnly, type Pool, type PoolClient } from '../db/pool.js';
+import { runRef } from '../db/sql/layers.js';
 import { exportQuery } from '../db/sql/predictions.js';
 import { bundleRejectsQuery } from '../db/sql/rejects.js';
 import { runPlan } from '../db/sql/runs.js';
@@ -110,7 +111,8 @@ async function writeArrow<R>(client: PoolClient, query: string, file: string, ta
  * date: the job's newest published date) as a bundle an app serves or reads with no database:
  * predictions.arrow (key, score, label, outputs, in byte order of the key), rejects.arrow
  * (key, reason), model.onnx (the exact bytes the run scored with) and manifest.json. Read in
- * one repeatable-read snapshot, so a publish or retention meanwhile changes nothing; written
+ * one repeatable-read snapshot, so a publish or retention meanwhile changes nothing (a layered
+ * run's predictions are read through to its base, so the bundle holds every row); written
  * beside DIR and renamed into place whole.
  */
 export async function exportBundle(pool: Pool, p: { job: string; date?: string; dir: string }): Promise<BundleResult> {
@@ -153,7 +155,7 @@ export async function exportBundle(pool: Pool, p: { job: string; date?: string; 
       await client.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
       const rows = await writeArrow<Row>(
         client,
-        exportQuery(pointer.runId, 'rows'),
+        exportQuery(await runRef(client, pointer.runId), 'rows'),
         path.join(partial, PREDICTIONS_FILE),
         predictionTable,
       );

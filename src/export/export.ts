@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Pool } from '../db/pool.js';
+import { runRef } from '../db/sql/layers.js';
 import { runPlan } from '../db/sql/runs.js';
 import { loadPointer } from '../db/sql/serving.js';
 import type { ResolvedJob } from '../definitions/check.js';
@@ -49,11 +50,12 @@ export async function exportPredictions(
   const file = path.resolve(p.file);
   const partial = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.partial`);
   try {
+    const run = await runRef(pool, pointer.runId);
     let rows: number;
     if (p.format === 'csv') {
-      rows = await exportCsv(pool, pointer.runId, partial);
+      rows = await exportCsv(pool, run, partial);
     } else {
-      rows = await exportParquet(pool, pointer.runId, partial, {
+      rows = await exportParquet(pool, run, partial, {
         'prescore.job': p.job,
         'prescore.date': p.date,
         'prescore.run': pointer.runId,

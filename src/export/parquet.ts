@@ -1,5 +1,6 @@
 import { ParquetWriter, fileWriter } from 'hyparquet-writer';
 import { withReadOnly, type Pool } from '../db/pool.js';
+import type { RunRef } from '../db/sql/layers.js';
 import { exportQuery } from '../db/sql/predictions.js';
 
 /** Rows per FETCH and per row group: what one batch holds in memory. */
@@ -19,14 +20,14 @@ const SCHEMA = [
 ] as const;
 
 /**
- * Writes a run's predictions to `file` as Parquet (key, score, label, outputs as a list of
- * doubles), reading them with a server-side cursor `ROW_GROUP_ROWS` at a time and writing each
- * batch as one row group: memory holds one batch, whatever the run's size. `metadata` goes in
- * the file's key-value metadata.
+ * Writes a run's predictions (a layer's read through to its base) to `file` as Parquet (key,
+ * score, label, outputs as a list of doubles), reading them with a server-side cursor
+ * `ROW_GROUP_ROWS` at a time and writing each batch as one row group: memory holds one batch,
+ * whatever the run's size. `metadata` goes in the file's key-value metadata.
  */
-export async function exportParquet(pool: Pool, runId: string, file: string, metadata: Record<string, string>): Promise<number> {
+export async function exportParquet(pool: Pool, run: RunRef, file: string, metadata: Record<string, string>): Promise<number> {
   return withReadOnly(pool, async (client) => {
-    await client.query(`DECLARE prescore_export NO SCROLL CURSOR FOR ${exportQuery(runId, 'rows')}`);
+    await client.query(`DECLARE prescore_export NO SCROLL CURSOR FOR ${exportQuery(run, 'rows')}`);
     const writer = new ParquetWriter({
       writer: fileWriter(file),
       schema: SCHEMA.map((e) => ({ ...e })),

@@ -6,6 +6,7 @@ import { TERMINAL, markCancelled, reopenFailedRun } from '../db/sql/runs.js';
 import { getRun, type RunInfo } from '../db/sql/run-info.js';
 import { InputError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { releaseLayer } from '../sink/retention.js';
 
 /**
  * Makes a failed run runnable again: its done chunks stay done, the rest run anew (with fresh
@@ -31,9 +32,10 @@ export async function cancelRun(pool: Pool, runId: string, log: Logger): Promise
   if (!run) throw new InputError(`run ${runId} does not exist: see prescore runs list`);
   if (!changed) throw new InputError(`run ${runId} is ${run.status}; only a running or failed run can be cancelled`);
   // Best effort: a chunk still writing holds the table; retention removes it later then.
-  await dropPartitionNow(pool, runId).catch((err: unknown) =>
-    log.warn({ runId, err: String(err) }, 'cancelled run: its table is dropped later'),
-  );
+  await dropPartitionNow(pool, runId)
+    // A cancelled layer no longer holds its base (retention drops a base kept for it).
+    .then(() => releaseLayer(pool, run.job, runId, log))
+    .catch((err: unknown) => log.warn({ runId, err: String(err) }, 'cancelled run: its table is dropped later'));
   return run;
 }
 

@@ -9,6 +9,7 @@ import { loadPointer } from '../db/sql/serving.js';
 import { InputError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ColumnProfile } from '../profile/profile.js';
+import { releaseLayer } from '../sink/retention.js';
 import { publish } from './finalize.js';
 
 /** Who reviews: `--by`, else the operating-system user. */
@@ -70,11 +71,12 @@ export async function rejectRun(
   review: { by: string; reason: string | null },
   log: Logger,
 ): Promise<RunInfo> {
-  await heldRun(pool, runId);
+  const run = await heldRun(pool, runId);
   if (!(await markReviewed(pool, runId, { approved: false, by: review.by, reason: review.reason }))) await heldRun(pool, runId);
-  await dropPartitionNow(pool, runId).catch((err: unknown) =>
-    log.warn({ runId, err: String(err) }, 'rejected run: its table is dropped later'),
-  );
+  await dropPartitionNow(pool, runId)
+    // A rejected layer no longer holds its base (retention drops a base kept for it).
+    .then(() => releaseLayer(pool, run.job, runId, log))
+    .catch((err: unknown) => log.warn({ runId, err: String(err) }, 'rejected run: its table is dropped later'));
   log.info({ runId, by: review.by }, 'held run rejected');
   return (await getRun(pool, runId))!;
 }

@@ -8,6 +8,8 @@ import {
   runRow,
   type RollbackRecord,
 } from '../db/sql/rollbacks.js';
+import { runRef } from '../db/sql/layers.js';
+import { partitionExists } from '../db/sql/partitions.js';
 import { activeRunId } from '../db/sql/runs.js';
 import { newestPublishedDates, notifyPublished, swapPointer } from '../db/sql/serving.js';
 import { InputError } from '../errors.js';
@@ -31,8 +33,8 @@ const PUBLISHED = new Set(['published', 'superseded']);
  * Points serving of (job, date) back at an older kept run, in ONE transaction with the NOTIFY
  * a publish sends, so readers switch within a second: the serving row is locked first (a
  * publish racing this one waits, then replaces it as any later publish does), the target is
- * checked to be a published run whose predictions are still attached, and the rollback is
- * recorded (who, when, from, to, why). Refuses, changing nothing, when there is no such run.
+ * checked to be a published run whose predictions are still attached (a layer's base's too),
+ * and the rollback is recorded (who, when, from, to, why). Refuses, changing nothing, when there is no such run.
  */
 export async function rollbackServing(pool: Pool, req: RollbackRequest): Promise<RollbackResult> {
   const result = await withTransaction(pool, async (client): Promise<RollbackResult> => {
@@ -78,6 +80,13 @@ export async function rollbackServing(pool: Pool, req: RollbackRequest): Promise
       );
     }
     if (!(await keptRuns(client, [to])).has(to)) {
+      const base = (await runRef(client, to)).baseRunId;
+      if (base && (await partitionExists(client, to)) && !(await keptRuns(client, [base])).has(base)) {
+        throw new InputError(
+          `run ${to} stores only part of its predictions and reads the rest from run ${base}, whose predictions were dropped: ` +
+            `it cannot serve ${req.job} ${date} again; see prescore runs list --job ${req.job} for the kept runs; nothing changed`,
+        );
+      }
       throw new InputError(
         `run ${to}'s predictions were dropped by retention (keepRuns, retainDays): it cannot serve ${req.job} ${date} again; ` +
           `see prescore runs list --job ${req.job} for the kept runs; nothing changed`,

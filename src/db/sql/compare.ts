@@ -1,4 +1,5 @@
 import type { Queryable } from '../pool.js';
+import { runRef } from './layers.js';
 import { challengerPartitionTable, hasChallengerPartition, partitionExists, partitionTable } from './partitions.js';
 
 /**
@@ -132,6 +133,10 @@ export async function compareRun(db: Queryable, runId: string): Promise<RunCompa
   };
   const challengers = models.filter((m) => m.slot > 0);
   if (challengers.length === 0) return out;
+  // The figures join the run's own tables: a run with challengers always stores all its rows
+  // (only a job without challengers is layered, layers.ts), so a layer here is a bug upstream.
+  const base = (await runRef(db, runId)).baseRunId;
+  if (base) throw new Error(`run ${runId} scored challengers but reads through to run ${base}: cannot compare a layer`);
   if (!(await partitionExists(db, runId)) || !(await hasChallengerPartition(db, runId))) return undefined;
   for (const m of challengers) {
     const f = await figures(db, runId, m.slot);

@@ -1,10 +1,12 @@
 import { quoteIdent } from '../ident.js';
 import type { Queryable } from '../pool.js';
+import { runPredictionsOf } from './layers.js';
 
 /**
  * Model quality against observed outcomes, computed in PostgreSQL in one statement: the run
- * serving each date of the range (champion rows from prescore.predictions, challenger rows from
- * prescore.challenger_predictions named by prescore.run_models), joined on (key, date) with the
+ * serving each date of the range (champion rows from prescore.predictions, a layer's read through
+ * to its base as layers.ts says; challenger rows from prescore.challenger_predictions named by
+ * prescore.run_models), joined on (key, date) with the
  * outcomes, aggregated per model version and date and per model version over the range. Only
  * aggregates come back: no prediction row is loaded into Node.
  */
@@ -58,7 +60,7 @@ function outcomeSelect(o: OutcomesFrom): string {
 export function evaluationStatement(job: string, from: string, to: string, o: OutcomesFrom): { text: string; values: unknown[] } {
   const text = `
 WITH served AS (
-  SELECT s.date, s.run_id, r.model_name, r.model_version
+  SELECT s.date, s.run_id, r.base_run_id, r.model_name, r.model_version
     FROM prescore.serving s JOIN prescore.runs r ON r.id = s.run_id
    WHERE s.job = $1 AND s.date BETWEEN $2::date AND $3::date
 ),
@@ -68,7 +70,7 @@ ${outcomeSelect(o)}
 preds AS (
   SELECT v.date, v.model_name, v.model_version, p.key, p.score, p.label
     FROM served v CROSS JOIN LATERAL (
-      SELECT key, score, label FROM prescore.predictions p WHERE p.run_id = v.run_id) p
+      ${runPredictionsOf('v.run_id', 'v.base_run_id', 'key, score, label')}) p
   UNION ALL
   SELECT v.date, m.model_name, m.model_version, c.key, c.score, c.label
     FROM served v

@@ -43,6 +43,24 @@ export function runPredictions(run: RunRef, cols = 'key, score, label, outputs',
                          WHERE m.run_id = ${runLiteral(run.runId)} AND m.key = prescore.predictions.key)`;
 }
 
+/**
+ * runPredictions' twin inside a larger statement, for each row of an outer query: `run` and
+ * `base` are SQL expressions of the outer row (e.g. `v.run_id`, `v.base_run_id`; a NULL base
+ * reads nothing through). Columns are those of prescore.predictions, qualified by the alias
+ * `p` in `filter`. The planner prunes each side to its partition at run time.
+ */
+export function runPredictionsOf(run: string, base: string, cols = 'key, score, label, outputs', filter?: string): string {
+  const and = filter ? ` AND ${filter}` : '';
+  const q = cols
+    .split(',')
+    .map((c) => `p.${c.trim()}`)
+    .join(', ');
+  return `SELECT ${q} FROM prescore.predictions p WHERE p.run_id = ${run}${and}
+     UNION ALL
+     SELECT ${q} FROM prescore.predictions p WHERE p.run_id = ${base}${and}
+        AND NOT EXISTS (SELECT 1 FROM prescore.layer_masks m WHERE m.run_id = ${run} AND m.key = p.key)`;
+}
+
 /** The run's predicted and rejected keys (text, COLLATE "C"): what a next incremental run compares with. */
 export function runKeys(run: RunRef): string {
   return `${runPredictions(run, 'key')}

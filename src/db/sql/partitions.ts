@@ -16,6 +16,14 @@ export function partitionTable(runId: string | bigint): string {
 }
 
 /**
+ * The run's predictions table as a regclass, NULL once it is dropped, for the run id that the
+ * SQL expression `idSql` gives (e.g. `r.id`): for statements over many runs.
+ */
+export function partitionRegclass(idSql: string): string {
+  return `to_regclass('prescore.predictions_r' || (${idSql})::text)`;
+}
+
+/**
  * A run's challenger predictions, `prescore.challenger_predictions_r<id>`: the twin of its
  * predictions table, created, indexed, attached and dropped with it (a run without challengers
  * has none).

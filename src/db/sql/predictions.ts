@@ -1,4 +1,5 @@
 import type { Queryable } from '../pool.js';
+import { runPredictions, type RunRef } from './layers.js';
 
 /**
  * `prescore.predictions`, list-partitioned by run: reads by the API. (Writes go through the
@@ -17,13 +18,14 @@ export const LOOKUP = {
 export type LookupRow = [key: string, score: number | null, label: string | null, outputs: number[] | null];
 
 /**
- * A run's predictions in key order, for `prescore export`: key, score, label, outputs. COPY
- * takes no parameters, so the run id goes in as a checked integer literal.
+ * A run's predictions in key order, for `prescore export` and bundles: key, score, label,
+ * outputs. A layer's rows are read through to its base (layers.ts): the union is sorted as one,
+ * so the file is the same as that of a run holding all its rows. COPY takes no parameters, so
+ * the run ids go in as checked integer literals.
  */
-export function exportQuery(runId: string, format: 'csv' | 'rows'): string {
-  if (!/^[1-9][0-9]{0,18}$/.test(runId)) throw new Error(`not a run id: ${runId}`);
+export function exportQuery(run: RunRef, format: 'csv' | 'rows'): string {
   const outputs = format === 'csv' ? 'array_to_json(outputs)::text AS outputs' : 'outputs';
-  return `SELECT key, score, label, ${outputs} FROM prescore.predictions WHERE run_id = ${runId} ORDER BY key`;
+  return `SELECT key, score, label, ${outputs} FROM (${runPredictions(run)}) p ORDER BY key`;
 }
 
 /**

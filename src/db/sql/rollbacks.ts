@@ -1,4 +1,5 @@
 import type { Queryable } from '../pool.js';
+import { runBases } from './layers.js';
 import { partitionTable } from './partitions.js';
 import type { RunStatus } from './runs.js';
 
@@ -36,13 +37,25 @@ export async function publishedRuns(db: Queryable, job: string, date: string): P
   return rows.map((r) => r.id);
 }
 
-/** Which of these runs still have their predictions attached (not dropped by retention). */
+/**
+ * Which of these runs still have their predictions attached (not dropped by retention): for a
+ * layer, its base's too, as it reads every key it did not store through to it.
+ */
 export async function keptRuns(db: Queryable, runIds: readonly string[]): Promise<Set<string>> {
   if (runIds.length === 0) return new Set();
+  const bases = await runBases(db, runIds);
+  const attached = (tbl: string) => `EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(${tbl}))`;
   const { rows } = await db.query<{ id: string }>(
-    `SELECT t.id FROM unnest($1::text[], $2::text[]) AS t (id, tbl)
-      WHERE EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(t.tbl))`,
-    [runIds, runIds.map((id) => partitionTable(id))],
+    `SELECT t.id FROM unnest($1::text[], $2::text[], $3::text[]) AS t (id, tbl, base)
+      WHERE ${attached('t.tbl')} AND (t.base IS NULL OR ${attached('t.base')})`,
+    [
+      runIds,
+      runIds.map((id) => partitionTable(id)),
+      runIds.map((id) => {
+        const base = bases.get(id);
+        return base === undefined ? null : partitionTable(base);
+      }),
+    ],
   );
   return new Set(rows.map((r) => r.id));
 }

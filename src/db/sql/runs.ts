@@ -1,6 +1,7 @@
 import { InputError } from '../../errors.js';
 import { PG, pgCode } from '../codes.js';
 import type { Queryable } from '../pool.js';
+import { partitionRegclass } from './partitions.js';
 
 /**
  * The run ledger, `prescore.runs`: every statement on it, and the names of its states.
@@ -290,6 +291,47 @@ export async function expiredRuns(db: Queryable, job: string, date: string, keep
       WHERE job = $1 AND date = $2::date AND status IN ('failed', 'cancelled')
         AND id < (SELECT run_id FROM prescore.serving WHERE job = $1 AND date = $2::date)`,
     [job, date, keepRuns],
+  );
+  return rows.map((r) => r.id);
+}
+
+/**
+ * Of these runs, those a layer still reads through to (layers.ts), with the layers: a layer
+ * whose predictions table is still there, whatever its state (a running, held or failed one
+ * may still publish). Retention keeps such a base run.
+ */
+export async function basesInUse(db: Queryable, ids: readonly string[]): Promise<Map<string, string[]>> {
+  if (ids.length === 0) return new Map();
+  const { rows } = await db.query<{ base: string; layers: string[] }>(
+    `SELECT base_run_id::text AS base, array_agg(id::text ORDER BY id) AS layers FROM prescore.runs
+      WHERE base_run_id = ANY ($1::bigint[]) AND ${partitionRegclass('id')} IS NOT NULL
+      GROUP BY base_run_id`,
+    [ids],
+  );
+  return new Map(rows.map((r) => [r.base, r.layers]));
+}
+
+/** Marks a run that retention keeps only for the layers reading through to it; true when newly marked. */
+export async function markKeptAsBase(db: Queryable, id: string): Promise<boolean> {
+  const { rowCount } = await db.query('UPDATE prescore.runs SET kept_as_base = true WHERE id = $1::bigint AND NOT kept_as_base', [
+    id,
+  ]);
+  return (rowCount ?? 0) > 0;
+}
+
+/**
+ * The job's runs retention kept as bases that nothing needs any more: their table is still
+ * there, no layer whose table is still there reads through to them, and no serving pointer
+ * names them (a rollback may have made one serve again).
+ */
+export async function releasedBases(db: Queryable, job: string): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT r.id::text FROM prescore.runs r
+      WHERE r.job = $1 AND r.kept_as_base AND ${partitionRegclass('r.id')} IS NOT NULL
+        AND NOT EXISTS (SELECT 1 FROM prescore.runs l WHERE l.base_run_id = r.id AND ${partitionRegclass('l.id')} IS NOT NULL)
+        AND NOT EXISTS (SELECT 1 FROM prescore.serving s WHERE s.run_id = r.id)
+      ORDER BY r.id`,
+    [job],
   );
   return rows.map((r) => r.id);
 }
