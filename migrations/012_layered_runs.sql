@@ -7,7 +7,10 @@ ALTER TABLE prescore.runs
   ADD COLUMN base_run_id  bigint,
   -- Set when retention would have dropped this run but a layer still reads through to it: it
   -- goes with the last such layer.
-  ADD COLUMN kept_as_base boolean NOT NULL DEFAULT false;
+  ADD COLUMN kept_as_base boolean NOT NULL DEFAULT false,
+  -- When retention took the run's tables (set, with the run's row locked, before they go): a
+  -- plan that would read through to the run sees it and does not.
+  ADD COLUMN dropped_at   timestamptz;
 
 CREATE INDEX runs_base_run_id ON prescore.runs (base_run_id) WHERE base_run_id IS NOT NULL;
 

@@ -1,7 +1,21 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { withTransaction } from '../src/db/pool.js';
 import { runPredictions, runRef } from '../src/db/sql/layers.js';
-import { cli, createTestDb, featureNames, jobSpec, registerModel, writeJob, type TestDb } from './helpers.js';
+import { claimDrop } from '../src/db/sql/runs.js';
+import {
+  cli,
+  createTestDb,
+  featureNames,
+  holdLock,
+  jobSpec,
+  registerModel,
+  startCli,
+  waitFor,
+  writeJob,
+  type TestDb,
+} from './helpers.js';
 
 const DAY1 = '2026-11-01';
 const DAY2 = '2026-11-02';
@@ -179,5 +193,57 @@ describe('layered incremental runs', () => {
     }
     await db.pool.query(`UPDATE lay SET f3 = 1, updated_at = now() WHERE as_of = $1 AND id % 250 = 9`, [DAY3]);
     await night(DAY3, (r, job) => assert.equal(r.incremental?.layerOn, big.get(job)!.id, job));
+  });
+
+  test('retention and a plan on the same root: the root stays for the new layer, or the plan does not use it', async () => {
+    writeJob(db, { ...full('lay-race'), incremental: { changedSince: 'updated_at' } });
+    const root = await run(db, 'lay-race', DAY2);
+    await db.pool.query(`UPDATE lay SET f0 = f0 + 1, updated_at = now() WHERE as_of = $1 AND id % 500 = 17`, [DAY2]);
+    // The plan holds the root's row, then waits for its table; retention's claim comes meanwhile.
+    const table = `predictions_r${root.id}`;
+    const lock = await holdLock(db.pool, `LOCK TABLE prescore.${table} IN ACCESS EXCLUSIVE MODE`);
+    const plan = startCli(db, ['run', 'lay-race', '--date', DAY2, '--json']);
+    let claim: Promise<string[]> | undefined;
+    let settled = false;
+    try {
+      await waitFor(
+        'the plan to wait for the root table',
+        async () =>
+          (
+            await db.pool.query(
+              `SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                WHERE NOT l.granted AND c.relname = $1 AND c.relnamespace = 'prescore'::regnamespace`,
+              [table],
+            )
+          ).rowCount! > 0,
+        20_000,
+      );
+      claim = withTransaction(db.pool, (client) => claimDrop(client, root.id));
+      void claim.finally(() => (settled = true));
+      await sleep(300);
+      assert.equal(settled, false, "retention's claim waits for the plan holding the root");
+    } finally {
+      await lock.release();
+    }
+    const layers = await claim!;
+    const done = await plan.done;
+    assert.equal(done.code, 0, done.stderr);
+    const layer = JSON.parse(done.stdout) as RunJson;
+    assert.equal(layer.incremental?.layerOn, root.id);
+    assert.deepEqual(layers, [layer.id], 'the claim saw the layer the plan made, and kept the root');
+    const { rows } = await db.pool.query<{ dropped: boolean }>(
+      'SELECT dropped_at IS NOT NULL AS dropped FROM prescore.runs WHERE id = $1',
+      [root.id],
+    );
+    assert.equal(rows[0]!.dropped, false);
+    assert.equal((await published(db, layer.id)).size, layer.rowsRead);
+
+    // The other order: a claimed root (its tables about to go) is no base; the run is full.
+    await db.pool.query('UPDATE prescore.runs SET base_run_id = NULL WHERE id = $1', [layer.id]);
+    assert.deepEqual(await withTransaction(db.pool, (client) => claimDrop(client, root.id)), []);
+    await db.pool.query('UPDATE prescore.runs SET base_run_id = $2 WHERE id = $1', [layer.id, root.id]);
+    const again = await run(db, 'lay-race', DAY2);
+    assert.equal(again.incremental?.full, true);
+    assert.match(String((again.incremental as { reason?: string }).reason), new RegExp(`run ${layer.id} .* dropped`));
   });
 });

@@ -1,5 +1,5 @@
 import type { Pool } from '../db/pool.js';
-import { countRunPredictions, LAYER_PAGE, type RunRef } from '../db/sql/layers.js';
+import { countRunPredictions, LAYER_PAGE_AFTER, LAYER_PAGE_FIRST, type RunRef } from '../db/sql/layers.js';
 import { PAGE_AFTER, PAGE_FIRST, type LookupRow } from '../db/sql/predictions.js';
 import { rejectsOfRun } from '../db/sql/rejects.js';
 import { errorMessage } from '../errors.js';
@@ -121,9 +121,11 @@ function timerPause(ms: number): Promise<void> {
 /** The page of `run`'s predictions after key `last` (undefined: the first page), in key order. */
 function pageQuery(run: RunRef, pageRows: number, last: string | undefined) {
   if (run.baseRunId) {
-    return { ...LAYER_PAGE, values: [run.runId, pageRows, last ?? null, run.baseRunId] } as typeof LAYER_PAGE & {
-      values: unknown[];
-    };
+    return last === undefined
+      ? ({ ...LAYER_PAGE_FIRST, values: [run.runId, pageRows, run.baseRunId] } as typeof LAYER_PAGE_FIRST & { values: unknown[] })
+      : ({ ...LAYER_PAGE_AFTER, values: [run.runId, pageRows, run.baseRunId, last] } as typeof LAYER_PAGE_AFTER & {
+          values: unknown[];
+        });
   }
   return last === undefined
     ? ({ ...PAGE_FIRST, values: [run.runId, pageRows] } as typeof PAGE_FIRST & { values: unknown[] })

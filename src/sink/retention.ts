@@ -1,9 +1,9 @@
-import type { Pool } from '../db/pool.js';
+import { withTransaction, type Pool } from '../db/pool.js';
 import { deleteMasks } from '../db/sql/layers.js';
 import { dropPartition } from '../db/sql/partitions.js';
 import { deleteLate } from '../db/sql/late.js';
 import { deleteRejects } from '../db/sql/rejects.js';
-import { basesInUse, endedRuns, expiredRuns, markKeptAsBase, releasedBases, supersedeDate } from '../db/sql/runs.js';
+import { claimDrop, endedRuns, expiredRuns, markKeptAsBase, releasedBases, supersedeDate } from '../db/sql/runs.js';
 import { notifyPublished, removeOldDates } from '../db/sql/serving.js';
 import type { Logger } from '../log.js';
 
@@ -48,11 +48,9 @@ export async function releaseLayer(pool: Pool, job: string, runId: string, log: 
  * the last such layer, when no pointer serves it.
  */
 async function dropRuns(pool: Pool, job: string, ids: string[], log: Logger): Promise<void> {
-  const unique = [...new Set(ids)];
-  const inUse = await basesInUse(pool, unique);
-  for (const id of unique) {
-    const layers = inUse.get(id);
-    if (layers) {
+  for (const id of new Set(ids)) {
+    const layers = await withTransaction(pool, (client) => claimDrop(client, id));
+    if (layers.length > 0) {
       if (await markKeptAsBase(pool, id)) {
         log.info({ job, runId: id, layers }, 'expired run kept: layered runs read through to it; it goes with the last of them');
       }
@@ -67,6 +65,8 @@ async function dropRuns(pool: Pool, job: string, ids: string[], log: Logger): Pr
 /** Base runs kept for layers that are all gone now: dropped like any expired run. */
 async function dropReleasedBases(pool: Pool, job: string, log: Logger): Promise<void> {
   for (const id of await releasedBases(pool, job)) {
+    // A plan may have made a layer on it since: the claim looks again with the run locked.
+    if ((await withTransaction(pool, (client) => claimDrop(client, id))).length > 0) continue;
     await dropRun(pool, id);
     log.info({ job, runId: id }, 'kept base run dropped: no layered run reads through to it any more');
   }

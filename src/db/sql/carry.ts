@@ -49,12 +49,13 @@ export async function findBaseRun<Spec>(db: Queryable, job: string, date: string
     root: string;
     root_rows: string;
     root_p: string | null;
+    kept: boolean;
   }>(
     `SELECT r.id::text, s.date::text, r.spec, r.incremental,
             to_regclass('prescore.predictions_r' || r.id)::text AS p,
             to_regclass('prescore.challenger_predictions_r' || r.id)::text AS c,
             to_regclass('prescore.row_hashes_r' || r.id)::text AS h,
-            r.base_run_id::text AS base, r.rows_written AS written,
+            r.base_run_id::text AS base, r.rows_written AS written, r.dropped_at IS NULL AND o.dropped_at IS NULL AS kept,
             o.id::text AS root, o.rows_written AS root_rows, to_regclass('prescore.predictions_r' || o.id)::text AS root_p
        FROM prescore.serving s JOIN prescore.runs r ON r.id = s.run_id
        JOIN prescore.runs o ON o.id = coalesce(r.base_run_id, r.id)
@@ -68,7 +69,7 @@ export async function findBaseRun<Spec>(db: Queryable, job: string, date: string
     date: r.date,
     spec: r.spec,
     incremental: r.incremental,
-    predictions: r.p !== null && r.root_p !== null,
+    predictions: r.p !== null && r.root_p !== null && r.kept,
     challengers: r.c !== null,
     hashes: r.h !== null,
     baseRunId: r.base,
@@ -90,8 +91,24 @@ export async function watermark(db: Queryable): Promise<string> {
   return rows[0]!.w;
 }
 
+/** Retention is dropping the run an incremental run was planned from: planning again picks another. */
+export class BaseDroppedError extends Error {
+  constructor(readonly runId: string) {
+    super(`run ${runId}, which this run reads its unchanged rows from, is being dropped by retention; run it again`);
+    this.name = 'BaseDroppedError';
+  }
+}
+
 /** Locks the base run's tables against a concurrent drop (retention) until this transaction ends. */
 export async function lockBase(db: Queryable, base: BaseRun<unknown>, challengers: boolean): Promise<void> {
+  // The rows first (retention's claimDrop locks a run's row before it decides to drop it), so
+  // retention either waits for this plan and sees its layer, or has claimed the run already.
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT id::text, dropped_at IS NOT NULL AS dropping FROM prescore.runs WHERE id = ANY ($1::bigint[]) FOR KEY SHARE`,
+    [[...new Set([base.id, base.root.id])]],
+  );
+  const dropping = (rows as { id: string; dropping: boolean }[]).find((r) => r.dropping);
+  if (dropping) throw new BaseDroppedError(dropping.id);
   await db.query(`LOCK TABLE ${partitionTable(base.id)} IN ACCESS SHARE MODE`);
   if (base.baseRunId) await db.query(`LOCK TABLE ${partitionTable(base.baseRunId)} IN ACCESS SHARE MODE`);
   if (challengers) await db.query(`LOCK TABLE ${challengerPartitionTable(base.id)} IN ACCESS SHARE MODE`);

@@ -311,6 +311,20 @@ export async function basesInUse(db: Queryable, ids: readonly string[]): Promise
   return new Map(rows.map((r) => [r.base, r.layers]));
 }
 
+/**
+ * Retention's claim on a run's tables, in a transaction that locks the run's row first: the
+ * layers whose table is still there that read through to it (then it is kept, see
+ * markKeptAsBase), or none, and then `dropped_at` is set before the tables go. A plan that
+ * reads through to the run holds its row (lockRoot in carry.ts) until it commits, so either the
+ * claim waits and sees the new layer, or the plan sees `dropped_at`.
+ */
+export async function claimDrop(db: Queryable, id: string): Promise<string[]> {
+  await db.query('SELECT 1 FROM prescore.runs WHERE id = $1::bigint FOR UPDATE', [id]);
+  const layers = (await basesInUse(db, [id])).get(id) ?? [];
+  if (layers.length === 0) await db.query('UPDATE prescore.runs SET dropped_at = now() WHERE id = $1::bigint', [id]);
+  return layers;
+}
+
 /** Marks a run that retention keeps only for the layers reading through to it; true when newly marked. */
 export async function markKeptAsBase(db: Queryable, id: string): Promise<boolean> {
   const { rowCount } = await db.query('UPDATE prescore.runs SET kept_as_base = true WHERE id = $1::bigint AND NOT kept_as_base', [
