@@ -16,56 +16,12 @@ import {
   writeJob,
   type TestDb,
 } from './helpers.js';
+import { assertSame, published, run } from './incremental-helpers.js';
 
 const DAY1 = '2026-11-01';
 const DAY2 = '2026-11-02';
 const ROWS = 3000;
 const OLD = '2026-01-01 00:00:00+00';
-
-interface RunJson {
-  id: string;
-  status: string;
-  rowsRead: number;
-  rowsWritten: number;
-  rowsRejected: number;
-  rowsCarried: number;
-  incremental: { full: boolean; reason: string | null; baseRunId?: string; changed?: number; gone?: number } | null;
-}
-
-/** Everything a run publishes, per key: champion score or reject reason, challenger score or reject reason. */
-async function published(db: TestDb, runId: string): Promise<Map<string, string>> {
-  const { rows } = await db.pool.query<{ k: string; v: string }>(
-    `SELECT 'p:' || key AS k, score::text AS v FROM prescore.predictions WHERE run_id = $1
-     UNION ALL SELECT 'r:' || key, reason FROM prescore.rejects WHERE run_id = $1
-     UNION ALL SELECT 'c' || slot || ':' || key, score::text FROM prescore.challenger_predictions WHERE run_id = $1
-     UNION ALL SELECT 'cr' || slot || ':' || key, reason FROM prescore.challenger_rejects WHERE run_id = $1`,
-    [runId],
-  );
-  return new Map(rows.map((r) => [r.k, r.v]));
-}
-
-function assertSame(actual: Map<string, string>, expected: Map<string, string>, what: string): void {
-  assert.deepEqual([...actual.keys()].sort(), [...expected.keys()].sort(), `${what}: key sets`);
-  for (const [k, v] of expected) {
-    const a = actual.get(k)!;
-    if (k.startsWith('p:') || k.startsWith('c')) {
-      if (!k.startsWith('cr')) {
-        assert.ok(Math.abs(Number(a) - Number(v)) <= 1e-6, `${what}: ${k} ${a} vs ${v}`);
-        continue;
-      }
-    }
-    assert.equal(a, v, `${what}: ${k}`);
-  }
-}
-
-async function run(db: TestDb, job: string, date: string, ...flags: string[]): Promise<RunJson> {
-  const r = await cli(db, ['run', job, '--date', date, '--json', ...flags]);
-  assert.equal(r.code, 0, r.stderr);
-  const info = JSON.parse(r.stdout) as RunJson;
-  assert.equal(info.status, 'published');
-  assert.equal(info.rowsRead, info.rowsWritten + info.rowsRejected, 'read = written + rejected');
-  return info;
-}
 
 /**
  * Incremental runs publish exactly what a full run of the same data publishes (champion and

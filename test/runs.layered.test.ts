@@ -2,10 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { withTransaction } from '../src/db/pool.js';
-import { runPredictions, runRef } from '../src/db/sql/layers.js';
 import { claimDrop } from '../src/db/sql/runs.js';
 import {
-  cli,
   createTestDb,
   featureNames,
   holdLock,
@@ -16,63 +14,13 @@ import {
   writeJob,
   type TestDb,
 } from './helpers.js';
+import { assertSame, published, run, type RunJson } from './incremental-helpers.js';
 
 const DAY1 = '2026-11-01';
 const DAY2 = '2026-11-02';
 const DAY3 = '2026-11-03';
 const ROWS = 3000;
 const OLD = '2026-01-01 00:00:00+00';
-
-interface RunJson {
-  id: string;
-  status: string;
-  rowsRead: number;
-  rowsWritten: number;
-  rowsRejected: number;
-  rowsCarried: number;
-  incremental: {
-    full: boolean;
-    baseRunId?: string;
-    changed?: number;
-    gone?: number;
-    layerOn?: string;
-    readThrough?: number;
-  } | null;
-}
-
-async function run(db: TestDb, job: string, date: string): Promise<RunJson> {
-  const r = await cli(db, ['run', job, '--date', date, '--json']);
-  assert.equal(r.code, 0, r.stderr);
-  const info = JSON.parse(r.stdout) as RunJson;
-  assert.equal(info.status, 'published');
-  assert.equal(info.rowsRead, info.rowsWritten + info.rowsRejected, 'read = written + rejected');
-  return info;
-}
-
-/** What a run publishes, read as every reader reads it (layers.ts): key -> score, or the reject reason. */
-async function published(db: TestDb, runId: string): Promise<Map<string, string>> {
-  const ref = await runRef(db.pool, runId);
-  const { rows } = await db.pool.query<{ k: string; v: string }>(
-    `SELECT 'p:' || key AS k, score::text AS v FROM (${runPredictions(ref, 'key, score')}) p
-     UNION ALL SELECT 'r:' || key, reason FROM prescore.rejects WHERE run_id = $1`,
-    [runId],
-  );
-  const out = new Map<string, string>();
-  for (const r of rows) {
-    assert.ok(!out.has(r.k), `run ${runId}: ${r.k} is published twice`);
-    out.set(r.k, r.v);
-  }
-  return out;
-}
-
-function assertSame(actual: Map<string, string>, expected: Map<string, string>, what: string): void {
-  assert.deepEqual([...actual.keys()].sort(), [...expected.keys()].sort(), `${what}: key sets`);
-  for (const [k, v] of expected) {
-    const a = actual.get(k)!;
-    if (k.startsWith('p:')) assert.ok(Math.abs(Number(a) - Number(v)) <= 1e-6, `${what}: ${k} ${a} vs ${v}`);
-    else assert.equal(a, v, `${what}: ${k}`);
-  }
-}
 
 /**
  * An incremental run of a job without challengers is a layer: it stores the rows it scored (and
