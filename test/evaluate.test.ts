@@ -298,6 +298,10 @@ describe('evaluate: served predictions against outcomes', () => {
     const cases: [string[], RegExp][] = [
       [['ev-both', '--from', D1, '--to', D1], /outcomes\.table: give exactly one of table or query/],
       [['ev-bin', '--from', D2, '--to', D1], /--from 2026-05-02 is after --to 2026-05-01/],
+      [
+        ['ev-bin', '--from', '2025-05-01', '--to', D2],
+        /--from 2025-05-01 to --to 2026-05-02 is 367 dates; evaluate at most 366 at a time/,
+      ],
       [['ev-bin', '--from', '2026-13-01', '--to', D1], /--from "2026-13-01" is not a calendar date/],
       [['ev-nokey', '--from', D1, '--to', D1], /outcomes\.key: column "customer" does not exist/],
     ];
@@ -331,6 +335,11 @@ describe('evaluate: served predictions against outcomes', () => {
       [`/v1/jobs/ev-bin/evaluation?from=2026-5-1&to=${D1}`, 400, /^from "2026-5-1" is not a calendar date/],
       [`/v1/jobs/ev-bin/evaluation?from=${D1}`, 400, /^to is required/],
       [`/v1/jobs/ev-bin/evaluation?from=${D2}&to=${D1}`, 400, /^from 2026-05-02 is after to 2026-05-01/],
+      [
+        `/v1/jobs/ev-bin/evaluation?from=1970-01-01&to=${D1}`,
+        400,
+        /^from 1970-01-01 to to 2026-05-01 is \d+ dates; evaluate at most 366/,
+      ],
       [`/v1/jobs/ev-bin/evaluation?from=${D1}&to=${D1}&model=x`, 400, /unknown query parameter "model"/],
       [`/v1/jobs/nosuch/evaluation?from=${D1}&to=${D1}`, 404, /job "nosuch" does not exist/],
       [`/v1/jobs/ev-none/evaluation?from=${D1}&to=${D1}`, 409, /job ev-none has no outcomes/],

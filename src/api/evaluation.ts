@@ -6,6 +6,7 @@ import type { Logger } from '../log.js';
 import { dataHeaders } from './dashboard.js';
 import { checkJob, JSON_TYPE } from './http.js';
 import { checkQuery } from './validate.js';
+import { evaluationRangeProblem } from '../outcomes/evaluate.js';
 
 /**
  * Model quality of a job's served predictions against its outcomes, the JSON `prescore
@@ -36,7 +37,8 @@ export function installEvaluation(app: FastifyInstance, options: { provider?: Ev
       checkJob(job);
       const from = dateParam(request.query, 'from');
       const to = dateParam(request.query, 'to');
-      if (from > to) throw new HttpError(400, `from ${from} is after to ${to}: give the earlier date first`);
+      const problem = evaluationRangeProblem(from, to, (name) => name);
+      if (problem) throw new HttpError(400, problem);
       if (!provider) throw new HttpError(404, `job "${job}" is unknown here: this server reads no job files`);
       let result: unknown;
       try {

@@ -53,7 +53,20 @@ export interface Evaluation {
   rows: EvaluationRow[];
 }
 
-/** Both dates checked by the caller; `from` after `to` is refused here, naming both. */
+/** The widest range one evaluation reads: a year of dates (a leap year's included). */
+export const MAX_EVALUATION_DAYS = 366;
+
+/** Why [from, to] cannot be evaluated in one go (`flag`: how the caller names the dates), or null. */
+export function evaluationRangeProblem(from: string, to: string, flag: (name: 'from' | 'to') => string): string | null {
+  if (from > to) return `${flag('from')} ${from} is after ${flag('to')} ${to}: give the earlier date first`;
+  const days = Math.round((Date.parse(`${to}T00:00:00Z`) - Date.parse(`${from}T00:00:00Z`)) / 86_400_000) + 1;
+  if (days > MAX_EVALUATION_DAYS) {
+    return `${flag('from')} ${from} to ${flag('to')} ${to} is ${days} dates; evaluate at most ${MAX_EVALUATION_DAYS} at a time`;
+  }
+  return null;
+}
+
+/** Both dates checked by the caller; a range evaluationRangeProblem refuses is refused here too. */
 export async function evaluate(
   pool: Pool,
   job: { name: string; spec: JobSpec },
@@ -61,7 +74,8 @@ export async function evaluate(
   options: { timeoutMs?: number } = {},
 ): Promise<Evaluation> {
   const { from, to } = range;
-  if (from > to) throw new InputError(`--from ${from} is after --to ${to}: give the earlier date first`);
+  const problem = evaluationRangeProblem(from, to, (name) => `--${name}`);
+  if (problem) throw new InputError(problem);
   const columns = await outcomesColumns(pool, job.name, job.spec);
   const source = { ...columns, timeZone: job.spec.schedule?.timezone ?? 'UTC' };
   const runs = await servedRunsBetween(pool, job.name, from, to);
