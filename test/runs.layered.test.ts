@@ -151,7 +151,7 @@ describe('layered incremental runs', () => {
     const table = `predictions_r${root.id}`;
     const lock = await holdLock(db.pool, `LOCK TABLE prescore.${table} IN ACCESS EXCLUSIVE MODE`);
     const plan = startCli(db, ['run', 'lay-race', '--date', DAY2, '--json']);
-    let claim: Promise<string[]> | undefined;
+    let claim: Promise<{ layers: string[]; serving: boolean }> | undefined;
     let settled = false;
     try {
       await waitFor(
@@ -173,7 +173,7 @@ describe('layered incremental runs', () => {
     } finally {
       await lock.release();
     }
-    const layers = await claim!;
+    const { layers } = await claim!;
     const done = await plan.done;
     assert.equal(done.code, 0, done.stderr);
     const layer = JSON.parse(done.stdout) as RunJson;
@@ -188,7 +188,7 @@ describe('layered incremental runs', () => {
 
     // The other order: a claimed root (its tables about to go) is no base; the run is full.
     await db.pool.query('UPDATE prescore.runs SET base_run_id = NULL WHERE id = $1', [layer.id]);
-    assert.deepEqual(await withTransaction(db.pool, (client) => claimDrop(client, root.id)), []);
+    assert.deepEqual(await withTransaction(db.pool, (client) => claimDrop(client, root.id)), { layers: [], serving: false });
     await db.pool.query('UPDATE prescore.runs SET base_run_id = $2 WHERE id = $1', [layer.id, root.id]);
     const again = await run(db, 'lay-race', DAY2);
     assert.equal(again.incremental?.full, true);

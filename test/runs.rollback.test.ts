@@ -3,7 +3,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import autocannon from 'autocannon';
+import { withTransaction } from '../src/db/pool.js';
 import { partitionTable } from '../src/db/sql/partitions.js';
+import { claimDrop } from '../src/db/sql/runs.js';
 import { packageRoot } from '../src/paths.js';
 import { runJob, storedRows, type Item, type StoredRow } from './api-helpers.js';
 import { cli, createTestDb, featureNames, jobSpec, registerModel, seedFeatures, writeJob, type TestDb } from './helpers.js';
@@ -244,5 +246,22 @@ describe('runs rollback', () => {
         [runB, runA, 'bad upstream join'],
       ],
     );
+  });
+
+  test('retention and a rollback to the same run: a claimed run cannot serve again, a serving one is not dropped', async () => {
+    const runs = JSON.parse((await cli(db, ['runs', 'list', '--job', JOB, '--json'])).stdout) as {
+      id: string;
+      serving?: boolean;
+    }[];
+    const now = await serving();
+    const other = runs.find((r) => r.id !== now && r.id !== undefined && !r.serving)!.id;
+    // Retention chose the serving run before a rollback made it serve: its claim keeps it.
+    assert.deepEqual(await withTransaction(db.pool, (client) => claimDrop(client, now)), { layers: [], serving: true });
+    // Retention claimed a run (its tables about to go): a rollback to it is refused.
+    assert.deepEqual(await withTransaction(db.pool, (client) => claimDrop(client, other)), { layers: [], serving: false });
+    const refused = await cli(db, ['runs', 'rollback', JOB, '--to', other]);
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(refused.lastError, new RegExp(`run ${other}'s predictions were dropped by retention`));
+    assert.equal(await serving(), now);
   });
 });

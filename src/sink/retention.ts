@@ -49,7 +49,11 @@ export async function releaseLayer(pool: Pool, job: string, runId: string, log: 
  */
 async function dropRuns(pool: Pool, job: string, ids: string[], log: Logger): Promise<void> {
   for (const id of new Set(ids)) {
-    const layers = await withTransaction(pool, (client) => claimDrop(client, id));
+    const { layers, serving } = await withTransaction(pool, (client) => claimDrop(client, id));
+    if (serving) {
+      log.debug({ job, runId: id }, 'expired run kept: a pointer serves it again (a rollback)');
+      continue;
+    }
     if (layers.length > 0) {
       if (await markKeptAsBase(pool, id)) {
         log.info({ job, runId: id, layers }, 'expired run kept: layered runs read through to it; it goes with the last of them');
@@ -66,7 +70,8 @@ async function dropRuns(pool: Pool, job: string, ids: string[], log: Logger): Pr
 async function dropReleasedBases(pool: Pool, job: string, log: Logger): Promise<void> {
   for (const id of await releasedBases(pool, job)) {
     // A plan may have made a layer on it since: the claim looks again with the run locked.
-    if ((await withTransaction(pool, (client) => claimDrop(client, id))).length > 0) continue;
+    const claim = await withTransaction(pool, (client) => claimDrop(client, id));
+    if (claim.layers.length > 0 || claim.serving) continue;
     await dropRun(pool, id);
     log.info({ job, runId: id }, 'kept base run dropped: no layered run reads through to it any more');
   }

@@ -10,7 +10,7 @@ import {
 } from '../db/sql/rollbacks.js';
 import { runRef } from '../db/sql/layers.js';
 import { partitionExists } from '../db/sql/partitions.js';
-import { activeRunId } from '../db/sql/runs.js';
+import { activeRunId, claimedForDrop } from '../db/sql/runs.js';
 import { newestPublishedDates, notifyPublished, swapPointer } from '../db/sql/serving.js';
 import { InputError } from '../errors.js';
 
@@ -79,7 +79,8 @@ export async function rollbackServing(pool: Pool, req: RollbackRequest): Promise
         `run ${to} is ${target.status}: only a run that was published can serve ${req.job} ${date} again; nothing changed`,
       );
     }
-    if (!(await keptRuns(client, [to])).has(to)) {
+    // Retention may have claimed it after choosing it (its tables about to go; claimDrop).
+    if (!(await keptRuns(client, [to])).has(to) || (await claimedForDrop(client, to))) {
       const base = (await runRef(client, to)).baseRunId;
       if (base && (await partitionExists(client, to)) && !(await keptRuns(client, [base])).has(base)) {
         throw new InputError(

@@ -314,15 +314,27 @@ export async function basesInUse(db: Queryable, ids: readonly string[]): Promise
 /**
  * Retention's claim on a run's tables, in a transaction that locks the run's row first: the
  * layers whose table is still there that read through to it (then it is kept, see
- * markKeptAsBase), or none, and then `dropped_at` is set before the tables go. A plan that
- * reads through to the run holds its row (lockRoot in carry.ts) until it commits, so either the
- * claim waits and sees the new layer, or the plan sees `dropped_at`.
+ * markKeptAsBase), whether a pointer serves it (a rollback may have made it serve again since
+ * retention chose it: then it stays), or neither, and then `dropped_at` is set before its tables
+ * go. A plan that reads through to the run (lockBase in carry.ts) and a rollback to it
+ * (rollback.ts) hold its row until they commit and look at `dropped_at`: so either the claim
+ * waits for them and sees the new layer or pointer, or they see the claim.
  */
-export async function claimDrop(db: Queryable, id: string): Promise<string[]> {
+export async function claimDrop(db: Queryable, id: string): Promise<{ layers: string[]; serving: boolean }> {
   await db.query('SELECT 1 FROM prescore.runs WHERE id = $1::bigint FOR UPDATE', [id]);
   const layers = (await basesInUse(db, [id])).get(id) ?? [];
-  if (layers.length === 0) await db.query('UPDATE prescore.runs SET dropped_at = now() WHERE id = $1::bigint', [id]);
-  return layers;
+  const { rowCount } = await db.query('SELECT 1 FROM prescore.serving WHERE run_id = $1::bigint', [id]);
+  const serving = (rowCount ?? 0) > 0;
+  if (layers.length === 0 && !serving) await db.query('UPDATE prescore.runs SET dropped_at = now() WHERE id = $1::bigint', [id]);
+  return { layers, serving };
+}
+
+/** Whether retention has claimed the run's tables (claimDrop): they are going, whatever is still there. */
+export async function claimedForDrop(db: Queryable, id: string): Promise<boolean> {
+  const { rows } = await db.query<{ d: boolean }>('SELECT dropped_at IS NOT NULL AS d FROM prescore.runs WHERE id = $1::bigint', [
+    id,
+  ]);
+  return rows[0]?.d ?? false;
 }
 
 /** Marks a run that retention keeps only for the layers reading through to it; true when newly marked. */
