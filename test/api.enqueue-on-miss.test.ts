@@ -169,6 +169,26 @@ describe('enqueue on miss', () => {
     });
   });
 
+  test('a POST with ?wait= answers the pending keys stored meanwhile; a bad wait is 400 naming wait', async () => {
+    const started = Date.now();
+    const r = await request<Batch>(server!.base, '/v1/predictions/late?wait=8s', { body: { keys: ['146', '147', '9998'] } });
+    assert.equal(r.status, 200, r.text);
+    assert.ok(Date.now() - started < 8000, 'answered when the keys were stored, not at the end of the wait');
+    assert.deepEqual(
+      r.body.predictions.map((p) => [p.key, p.source]),
+      [
+        ['146', 'late'],
+        ['147', 'late'],
+      ],
+    );
+    // Absent from the source: settled (a 404 reason on a GET), so missing and no longer pending.
+    assert.deepEqual(r.body.missing, ['9998']);
+    assert.equal(r.body.pending, undefined);
+    const bad = await request<Batch>(server!.base, '/v1/predictions/late?wait=abc', { body: { keys: ['148'] } });
+    assert.equal(bad.status, 400);
+    assert.match((bad.body as unknown as { error: string }).error, /^wait must be a duration like 500ms or 2s/);
+  });
+
   test('a worker killed (-9) while scoring a key does not lose it: another one scores it', async () => {
     await stopAll(procs.splice(0));
     const lock = await holdLock(db.pool, 'LOCK TABLE feats IN ACCESS EXCLUSIVE MODE');

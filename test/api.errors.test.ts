@@ -79,7 +79,7 @@ const CASES: Case[] = [
     path: '/v1/predictions/errs?asOf=2026-11-20',
     raw: '{"keys":["1"]}',
     status: 400,
-    error: /unknown query parameter "asOf": the only one is variant; keys, asOf and fallback go in the JSON body/,
+    error: /unknown query parameter "asOf": the only ones are variant and wait; keys, asOf and fallback go in the JSON body/,
   },
   // Bodies
   {

@@ -139,37 +139,54 @@ export class LateArrivals {
    * Waits up to `ms` for a pending key's late answer. The row is read once after the waiter is
    * in place, so an answer stored between the enqueue and now is not missed.
    */
-  wait(runId: string, key: string, ms: number): Promise<Settled | undefined> {
-    if (ms <= 0 || this.closed) return Promise.resolve(undefined);
-    const id = `${runId}\0${key}`;
+  async wait(runId: string, key: string, ms: number): Promise<Settled | undefined> {
+    return (await this.waitMany(runId, [key], ms)).get(key);
+  }
+
+  /**
+   * Waits up to `ms` for the late answers of pending keys (a batch's): resolves with those
+   * stored by then, as soon as all are or when the time is up. One read of all the keys after
+   * their waiters are in place, then one read of a key per notification of it.
+   */
+  waitMany(runId: string, keys: readonly string[], ms: number): Promise<Map<string, Settled>> {
+    const settled = new Map<string, Settled>();
+    if (ms <= 0 || this.closed || keys.length === 0) return Promise.resolve(settled);
+    const wanted = new Set(keys);
     return new Promise((resolve) => {
       let done = false;
-      const finish = (v: Settled | undefined) => {
+      const checks = new Map<string, () => void>();
+      const finish = () => {
         if (done) return;
         done = true;
         clearTimeout(timer);
-        const set = this.waiters.get(id);
-        set?.delete(check);
-        if (set?.size === 0) this.waiters.delete(id);
-        this.closers.delete(close);
-        resolve(v);
+        for (const [key, check] of checks) {
+          const id = `${runId}\0${key}`;
+          const set = this.waiters.get(id);
+          set?.delete(check);
+          if (set?.size === 0) this.waiters.delete(id);
+        }
+        this.closers.delete(finish);
+        resolve(settled);
       };
-      const check = () => {
-        lateRows(this.pool, runId, [key]).then(
-          (m) => {
-            const l = m.get(key);
-            if (l && !l.stale) finish(answerOf(l));
-          },
-          () => undefined,
-        );
+      const take = (found: Map<string, LateRow>) => {
+        for (const [key, l] of found) {
+          if (done || !wanted.has(key) || settled.has(key) || l.stale) continue;
+          settled.set(key, answerOf(l));
+        }
+        if (settled.size === wanted.size) finish();
       };
-      const close = () => finish(undefined);
-      const timer = setTimeout(close, ms);
-      let set = this.waiters.get(id);
-      if (!set) this.waiters.set(id, (set = new Set()));
-      set.add(check);
-      this.closers.add(close);
-      check();
+      const read = (ks: string[]) => lateRows(this.pool, runId, ks).then(take, () => undefined);
+      const timer = setTimeout(finish, ms);
+      for (const key of wanted) {
+        const check = () => void read([key]);
+        checks.set(key, check);
+        const id = `${runId}\0${key}`;
+        let set = this.waiters.get(id);
+        if (!set) this.waiters.set(id, (set = new Set()));
+        set.add(check);
+      }
+      this.closers.add(finish);
+      void read([...wanted]);
     });
   }
 

@@ -423,26 +423,34 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
   app.post<{ Params: { job: string }; Querystring: Record<string, unknown> }>('/v1/predictions/:job', async (request, reply) => {
     const { job } = request.params;
     checkJob(job);
-    const variant = batchVariant(request.query);
+    const { wait, ...rest } = request.query;
+    const variant = batchVariant(rest);
+    const waitMs = checkWait(wait);
     const { keys, asOf, latestBefore } = parseBatchBody(request.body, limits);
     const first = pointerFor(job, asOf, latestBefore);
     const work = async () => {
       const memory = keys.length > POINT_KEYS && memoryFor(first, false) !== undefined;
       if (memory) await bulkTurn();
       const started = performance.now();
-      const { pointer, rows, notComputed, pending, notEnqueued } = await answer(first, keys, { asOf, latestBefore }, variant);
-      const out = batchJson(pointer, keys, rows, notComputed, { pending, notEnqueued });
+      const found = await answer(first, keys, { asOf, latestBefore }, variant);
+      const out = batchJson(found.pointer, keys, found.rows, found.notComputed, found);
       // Counted at what the batch costs the loop in all, parsing its body and writing its
       // answer included, which happen outside this function.
       if (memory) bulkSpent(Math.max(performance.now() - started, keys.length * BULK_KEY_MS));
-      return out;
+      return { ...out, found };
     };
-    const {
-      body,
-      hits,
-      computed,
-      late: lateRows,
-    } = keys.length <= POINT_KEYS ? await work() : await admission.run(keys.length, work);
+    let answered = keys.length <= POINT_KEYS ? await work() : await admission.run(keys.length, work);
+    const { pointer, rows, notComputed, pending, notEnqueued } = answered.found;
+    if (waitMs > 0 && pending && pending.length > 0) {
+      // Enqueue on miss with ?wait=: the pending keys a worker stores meanwhile are answered
+      // (outside the admission slot: waiting costs the loop nothing).
+      const settled = await late!.waitMany(pointer.runId, pending, waitMs);
+      const all = new Map(rows);
+      for (const [key, s] of settled) if (s.row) all.set(key, s.row);
+      const still = pending.filter((k) => !settled.has(k));
+      answered = { ...batchJson(pointer, keys, all, notComputed, { pending: still, notEnqueued }), found: answered.found };
+    }
+    const { body, hits, computed, late: lateRows } = answered;
     metrics.hits(job, hits - computed - lateRows);
     metrics.computed(job, computed);
     metrics.lateAnswers(job, lateRows);

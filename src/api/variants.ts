@@ -288,7 +288,7 @@ export function batchVariant(query: Record<string, unknown> | undefined): string
     if (name !== 'variant') {
       throw new HttpError(
         400,
-        `unknown query parameter "${name.slice(0, 40)}": the only one is variant; keys, asOf and fallback go in the JSON body`,
+        `unknown query parameter "${name.slice(0, 40)}": the only ones are variant and wait; keys, asOf and fallback go in the JSON body`,
       );
     }
   }
