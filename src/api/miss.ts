@@ -1,10 +1,9 @@
 import pg from 'pg';
 import type { Pool, PoolClient } from '../db/pool.js';
-import { rejectReasons } from '../db/sql/rejects.js';
 import { HttpError, LookupUnavailable, errorMessage } from '../errors.js';
 import type { InferencePool } from '../inference/pool.js';
 import type { Logger } from '../log.js';
-import { readRunKeys, scoreRunKeys, type KeyOutcome } from '../score/keyed.js';
+import { readMissingKeys, scoreRunKeys, type KeyOutcome } from '../score/keyed.js';
 import type { PinnedRun, PinnedRuns } from '../score/pinned.js';
 import { keyFits } from '../source/keys.js';
 import { Lane, type LaneBatch } from './lane.js';
@@ -249,7 +248,7 @@ export class Misses {
 
   /**
    * In one read-only transaction: the keys the run rejected (they answer with the run's reason,
-   * not computed again), then the others' rows from the source (src/score/keyed.ts).
+   * not computed again), then the others' rows from the source (readMissingKeys).
    */
   private async read(run: PinnedRun, keys: string[], outcomes: Map<string, KeyOutcome>) {
     const pool = this.source();
@@ -269,13 +268,9 @@ export class Misses {
       if (timedOut) throw new LookupUnavailable('no database connection in time');
       const query = run.job.query !== null;
       if (query) await client.query('BEGIN TRANSACTION READ ONLY');
-      if (run.rejected) {
-        for (const [k, reason] of await rejectReasons(client, run.runId, keys)) outcomes.set(k, { rejected: reason });
-      }
-      const wanted = outcomes.size > 0 ? keys.filter((k) => !outcomes.has(k)) : keys;
-      const rows = wanted.length > 0 ? await readRunKeys(client, run, wanted, outcomes) : undefined;
+      const rows = await readMissingKeys(client, run, keys, outcomes);
       if (query) await client.query('ROLLBACK');
-      return rows ?? { keys: [] as string[], features: new Float32Array(0) };
+      return rows;
     } catch (err) {
       if (client && !released) {
         released = true;
