@@ -2,6 +2,7 @@ import type { Pool } from '../db/pool.js';
 import { LAYER_LOOKUP, type RunRef } from '../db/sql/layers.js';
 import { LOOKUP, type LookupRow } from '../db/sql/predictions.js';
 import { LookupUnavailable } from '../errors.js';
+import { Lane, type LaneBatch } from './lane.js';
 
 export interface StoredPrediction {
   score: number | null;
@@ -33,65 +34,13 @@ interface Waiter {
   reject(err: unknown): void;
 }
 
-interface Batch {
+interface Batch extends LaneBatch<Waiter> {
   runId: string;
   /** The run's base when it is a layer: a run's base never changes, so the batch of a run id has one. */
   baseRunId: string | null;
-  keys: Set<string>;
-  waiters: Waiter[];
   deadline: number;
   /** Keys added, repeats included: what the batch counts against maxQueuedKeys. */
   charged: number;
-}
-
-/** Batches of one priority: the one still open per run, and the full ones waiting in order. */
-class Lane {
-  readonly open = new Map<string, Batch>();
-  readonly full: Batch[] = [];
-  inFlight = 0;
-
-  add(run: RunRef, keys: readonly string[], waiter: Waiter, maxKeys: number, deadline: number): void {
-    const { runId, baseRunId } = run;
-    let batch = this.open.get(runId);
-    if (batch && batch.keys.size + keys.length > maxKeys) {
-      this.open.delete(runId);
-      this.full.push(batch);
-      batch = undefined;
-    }
-    if (!batch) {
-      batch = { runId, baseRunId, keys: new Set(), waiters: [], deadline, charged: 0 };
-      this.open.set(runId, batch);
-    }
-    for (const k of keys) batch.keys.add(k);
-    batch.charged += keys.length;
-    batch.waiters.push(waiter);
-  }
-
-  take(): Batch | undefined {
-    const batch = this.full.shift();
-    if (batch) return batch;
-    const first = this.open.values().next();
-    if (first.done) return undefined;
-    this.open.delete(first.value.runId);
-    return first.value;
-  }
-
-  /** Removes and returns the batches whose deadline has passed. */
-  expired(now: number): Batch[] {
-    const out: Batch[] = [];
-    for (let i = this.full.length - 1; i >= 0; i--) if (this.full[i]!.deadline <= now) out.push(...this.full.splice(i, 1));
-    for (const [runId, b] of this.open) {
-      if (b.deadline <= now) {
-        this.open.delete(runId);
-        out.push(b);
-      }
-    }
-    return out;
-  }
-
-  get waiting(): boolean {
-    return this.full.length > 0 || this.open.size > 0;
-  }
 }
 
 /** How long after a point read batches stay throttled to one query at a time. */
@@ -109,8 +58,9 @@ const POINT_WINDOW_MS = 250;
  * each queue behind each other, not in front of a single GET.
  */
 export class Lookup {
-  private readonly point = new Lane();
-  private readonly bulk = new Lane();
+  /** Point reads first, then batches: each a lane of its own. */
+  private readonly point = new Lane<Waiter, Batch>();
+  private readonly bulk = new Lane<Waiter, Batch>();
   private readonly pointKeys: number;
   private readonly maxBulkInFlight: number;
   private queuedKeys = 0;
@@ -143,14 +93,14 @@ export class Lookup {
     let result: Promise<Map<string, StoredPrediction>>;
     if (keys.length <= this.pointKeys) {
       this.lastPointAt = Date.now();
-      result = new Promise((resolve, reject) => this.point.add(run, keys, { resolve, reject }, max, deadline));
+      result = new Promise((resolve, reject) => this.add(this.point, run, keys, { resolve, reject }, deadline));
     } else {
       // A big request goes out in pieces, so it neither holds one connection long nor makes a
       // query PostgreSQL plans worse than a few small ones.
       const parts: Promise<Map<string, StoredPrediction>>[] = [];
       for (let i = 0; i < keys.length; i += max) {
         const piece = keys.slice(i, i + max);
-        parts.push(new Promise((resolve, reject) => this.bulk.add(run, piece, { resolve, reject }, max, deadline)));
+        parts.push(new Promise((resolve, reject) => this.add(this.bulk, run, piece, { resolve, reject }, deadline)));
       }
       result =
         parts.length === 1
@@ -182,15 +132,28 @@ export class Lookup {
     this.closed = true;
     clearInterval(this.sweeper);
     this.sweeper = undefined;
-    for (const b of [...this.point.expired(Infinity), ...this.bulk.expired(Infinity)]) {
+    for (const b of [...expired(this.point, Infinity), ...expired(this.bulk, Infinity)]) {
       this.fail(b, new LookupUnavailable('the API is shutting down'));
     }
     if (this.inFlight > 0) await new Promise<void>((resolve) => (this.drained = resolve));
   }
 
+  private add(lane: Lane<Waiter, Batch>, run: RunRef, keys: readonly string[], waiter: Waiter, deadline: number): void {
+    const { runId, baseRunId } = run;
+    const batch = lane.add(runId, keys, waiter, this.options.maxBatchKeys, () => ({
+      runId,
+      baseRunId,
+      keys: new Set(),
+      waiters: [],
+      deadline,
+      charged: 0,
+    }));
+    batch.charged += keys.length;
+  }
+
   private sweep(): void {
     const now = Date.now();
-    for (const b of [...this.point.expired(now), ...this.bulk.expired(now)]) {
+    for (const b of [...expired(this.point, now), ...expired(this.bulk, now)]) {
       this.fail(b, new LookupUnavailable(`no database connection within ${this.options.timeoutMs} ms`));
     }
     if (!this.point.waiting && !this.bulk.waiting && this.inFlight === 0) {
@@ -226,7 +189,7 @@ export class Lookup {
     }
   }
 
-  private send(lane: Lane, batch: Batch): void {
+  private send(lane: Lane<Waiter, Batch>, batch: Batch): void {
     lane.inFlight++;
     const keys = [...batch.keys];
     this.options.onQuery?.(keys.length);
@@ -259,4 +222,9 @@ export class Lookup {
         this.flush();
       });
   }
+}
+
+/** Removes and returns a lane's batches whose deadline has passed. */
+function expired(lane: Lane<Waiter, Batch>, now: number): Batch[] {
+  return lane.remove((b) => b.deadline <= now);
 }

@@ -1,12 +1,12 @@
 import pg from 'pg';
 import type { Pool, PoolClient } from '../db/pool.js';
-import { rejectReasons } from '../db/sql/rejects.js';
 import { HttpError, LookupUnavailable, errorMessage } from '../errors.js';
 import type { InferencePool } from '../inference/pool.js';
 import type { Logger } from '../log.js';
-import { readRunKeys, scoreRunKeys, type KeyOutcome } from '../score/keyed.js';
+import { readMissingKeys, scoreRunKeys, type KeyOutcome } from '../score/keyed.js';
 import type { PinnedRun, PinnedRuns } from '../score/pinned.js';
 import { keyFits } from '../source/keys.js';
+import { Lane, type LaneBatch } from './lane.js';
 import type { StoredPrediction } from './lookup.js';
 import type { Pointer } from './pointers.js';
 
@@ -65,10 +65,8 @@ interface Waiter {
   reject(err: unknown): void;
 }
 
-interface Batch {
+interface Batch extends LaneBatch<Waiter> {
   run: PinnedRun;
-  keys: Set<string>;
-  waiters: Waiter[];
 }
 
 const INFLIGHT_DEFAULT = 2;
@@ -82,9 +80,7 @@ const INFLIGHT_DEFAULT = 2;
  * threads of POST /v1/score.
  */
 export class Misses {
-  private readonly open = new Map<string, Batch>();
-  private readonly full: Batch[] = [];
-  private inFlight = 0;
+  private readonly lane = new Lane<Waiter, Batch>();
   private queuedKeys = 0;
   private scheduled = false;
   private closed = false;
@@ -139,10 +135,8 @@ export class Misses {
   /** Refuses new misses, fails those waiting, resolves once the computations in flight are done. Idempotent. */
   async close(): Promise<void> {
     this.closed = true;
-    for (const b of [...this.full.splice(0), ...this.open.values()])
-      this.settle(b, new LookupUnavailable('the API is shutting down'));
-    this.open.clear();
-    if (this.inFlight > 0) await new Promise<void>((resolve) => (this.drained = resolve));
+    for (const b of this.lane.remove(() => true)) this.settle(b, new LookupUnavailable('the API is shutting down'));
+    if (this.lane.inFlight > 0) await new Promise<void>((resolve) => (this.drained = resolve));
     await this.sourcePool?.end();
   }
 
@@ -170,22 +164,11 @@ export class Misses {
       return Promise.reject(new LookupUnavailable(`${this.queuedKeys} missing keys are waiting to be computed already`, true));
     }
     const result = new Promise<Map<string, Outcome>>((resolve, reject) => {
-      let batch = this.open.get(run.runId);
-      if (batch && batch.keys.size + keys.length > this.maxBatchKeys) {
-        this.open.delete(run.runId);
-        this.full.push(batch);
-        batch = undefined;
-      }
-      if (!batch) {
-        batch = { run, keys: new Set(), waiters: [] };
-        this.open.set(run.runId, batch);
-      }
-      for (const k of keys) batch.keys.add(k);
-      batch.waiters.push({ resolve, reject });
+      this.lane.add(run.runId, keys, { resolve, reject }, this.maxBatchKeys, () => ({ run, keys: new Set(), waiters: [] }));
     });
     this.queuedKeys += keys.length;
     const charged = keys.length;
-    if (!this.scheduled && this.inFlight < this.maxInFlight) {
+    if (!this.scheduled && this.lane.inFlight < this.maxInFlight) {
       this.scheduled = true;
       // Misses come in as the stored lookups of their requests answer, over a millisecond or
       // so: they wait that long to share one query (while queries are busy, they wait anyway).
@@ -211,25 +194,19 @@ export class Misses {
   }
 
   private flush(): void {
-    while (this.inFlight < this.maxInFlight) {
-      let batch = this.full.shift();
-      if (!batch) {
-        const first = this.open.values().next();
-        if (first.done) return;
-        batch = first.value;
-        this.open.delete(batch.run.runId);
-      }
-      this.inFlight++;
-      const b = batch;
+    while (this.lane.inFlight < this.maxInFlight) {
+      const b = this.lane.take();
+      if (!b) return;
+      this.lane.inFlight++;
       this.run(b)
         .then(
           (outcomes) => this.settle(b, outcomes),
           (err: unknown) => this.settle(b, err),
         )
         .finally(() => {
-          this.inFlight--;
+          this.lane.inFlight--;
           if (this.closed) {
-            if (this.inFlight === 0) this.drained?.();
+            if (this.lane.inFlight === 0) this.drained?.();
             return;
           }
           this.flush();
@@ -271,7 +248,7 @@ export class Misses {
 
   /**
    * In one read-only transaction: the keys the run rejected (they answer with the run's reason,
-   * not computed again), then the others' rows from the source (src/score/keyed.ts).
+   * not computed again), then the others' rows from the source (readMissingKeys).
    */
   private async read(run: PinnedRun, keys: string[], outcomes: Map<string, KeyOutcome>) {
     const pool = this.source();
@@ -291,13 +268,9 @@ export class Misses {
       if (timedOut) throw new LookupUnavailable('no database connection in time');
       const query = run.job.query !== null;
       if (query) await client.query('BEGIN TRANSACTION READ ONLY');
-      if (run.rejected) {
-        for (const [k, reason] of await rejectReasons(client, run.runId, keys)) outcomes.set(k, { rejected: reason });
-      }
-      const wanted = outcomes.size > 0 ? keys.filter((k) => !outcomes.has(k)) : keys;
-      const rows = wanted.length > 0 ? await readRunKeys(client, run, wanted, outcomes) : undefined;
+      const rows = await readMissingKeys(client, run, keys, outcomes);
       if (query) await client.query('ROLLBACK');
-      return rows ?? { keys: [] as string[], features: new Float32Array(0) };
+      return rows;
     } catch (err) {
       if (client && !released) {
         released = true;

@@ -1,6 +1,7 @@
 import { Counter, type Registry } from 'prom-client';
 import type { Pool } from '../db/pool.js';
-import { CHALLENGER_LOOKUP, CHALLENGER_REJECTS, RUN_SLOTS } from '../db/sql/variants.js';
+import { listRunModels } from '../db/sql/run-models.js';
+import { CHALLENGER_LOOKUP, CHALLENGER_REJECTS } from '../db/sql/variants.js';
 import { HttpError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { bucketOf, findVariant, jobVariants, type Variant } from '../serving/split.js';
@@ -198,8 +199,9 @@ export class Variants {
     let slots = this.runSlots.get(runId);
     if (!slots) {
       if (this.runSlots.size >= MAX_RUNS) this.runSlots.clear();
-      slots = this.query<[number, string, string, number]>(RUN_SLOTS, [runId]).then((rows) =>
-        rows.map(([slot, ref, name, version]) => ({ slot, ref, model: { name, version } })),
+      slots = listRunModels(this.pool, runId, this.options.timeoutMs).then(
+        (models) => models.map(({ slot, ref, name, version }) => ({ slot, ref, model: { name, version } })),
+        (err: unknown) => this.unavailable(err),
       );
       slots.catch(() => this.runSlots.delete(runId));
       this.runSlots.set(runId, slots);
@@ -264,9 +266,13 @@ export class Variants {
       });
       return rows as R[];
     } catch (err) {
-      this.log.error({ err: errorMessage(err) }, 'challenger lookup failed');
-      throw new HttpError(503, 'the database is unavailable; retry later');
+      this.unavailable(err);
     }
+  }
+
+  private unavailable(err: unknown): never {
+    this.log.error({ err: errorMessage(err) }, 'challenger lookup failed');
+    throw new HttpError(503, 'the database is unavailable; retry later');
   }
 }
 

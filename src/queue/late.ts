@@ -3,12 +3,11 @@ import type { Job, Queue, Worker } from 'bullmq';
 import type { Config } from '../config.js';
 import { withTransaction, type Pool, type PoolClient } from '../db/pool.js';
 import { lateDone, lockServedRun, storeLate, type LateOutcome } from '../db/sql/late.js';
-import { rejectReasons } from '../db/sql/rejects.js';
 import { errorMessage } from '../errors.js';
 import type { InferencePool } from '../inference/pool.js';
 import type { Logger } from '../log.js';
 import type { WorkerMetrics } from '../metrics/worker.js';
-import { readRunKeys, scoreRunKeys, type KeyOutcome } from '../score/keyed.js';
+import { readMissingKeys, scoreRunKeys, type KeyOutcome } from '../score/keyed.js';
 import { PinnedRuns } from '../score/pinned.js';
 import { LATE_QUEUE, type QueueBackend } from './connection.js';
 
@@ -111,8 +110,7 @@ export async function scoreLate(
   let read;
   try {
     await client.query('BEGIN TRANSACTION READ ONLY');
-    if (run.rejected) for (const [k, reason] of await rejectReasons(client, runId, [key])) outcomes.set(k, { rejected: reason });
-    read = outcomes.size > 0 ? undefined : await readRunKeys(client, run, [key], outcomes);
+    read = await readMissingKeys(client, run, [key], outcomes);
     await client.query('ROLLBACK');
   } catch (err) {
     client.release(err instanceof Error ? err : new Error(String(err)));
@@ -122,7 +120,7 @@ export async function scoreLate(
     client?.release();
   }
   const m = await run.model();
-  if (read) await scoreRunKeys(inference, m, read, outcomes);
+  await scoreRunKeys(inference, m, read, outcomes);
   const o = outcomes.get(key);
   const result =
     o === undefined

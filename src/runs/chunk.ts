@@ -111,13 +111,16 @@ export async function executeChunk(
         : undefined;
     let read = 0;
     let featureRejects = 0;
+    // The same for every batch: the numeric features (the tensor's width) and each model's outputs.
+    const numeric = job.features.filter((f) => f.wire !== 'text');
     const outputs = mappedOutputs(job.mapping);
+    const challengerOutputs = challengers.map((c) => mappedOutputs(c.mapping));
     // Drift profiles in the same pass: every scored row's features and stored outputs.
     const profiler =
       job.spec.monitor?.profile === false
         ? null
         : new ChunkProfiler(
-            job.features.filter((f) => f.wire !== 'text').map((f) => f.name),
+            numeric.map((f) => f.name),
             job.mapping,
           );
 
@@ -131,7 +134,7 @@ export async function executeChunk(
       const features = featureValues(batch);
       const common = {
         rows: batch.numRows,
-        width: job.features.filter((f) => f.wire !== 'text').length,
+        width: numeric.length,
         ...(job.feeds ? { feeds: job.feeds, text: textColumns(batch) } : {}),
       };
       // Challengers get copies: the champion's task takes the batch's own buffer (transferred).
@@ -144,7 +147,7 @@ export async function executeChunk(
           inputType: c.input.type,
           fixedBatch: c.input.batch,
           features: features.slice(),
-          outputs: mappedOutputs(c.mapping),
+          outputs: challengerOutputs[i]!,
         }),
       );
       const champion = inference.runTimed({

@@ -1,4 +1,5 @@
 import type { PoolClient } from '../db/pool.js';
+import { rejectReasons } from '../db/sql/rejects.js';
 import type { InferencePool } from '../inference/pool.js';
 import { readKeys, type KeyRows } from '../source/keys.js';
 import { mapRows, outputsOf, type ScoredRow, type ScoringModel } from './model.js';
@@ -32,6 +33,25 @@ export async function readRunKeys(
   if (rows.keys.every((k) => asked.has(k))) return rows;
   // A key that matched through its type (numeric 1.0 for "1"): not the key asked for.
   return onlyAsked(rows, asked, run.job.features.length);
+}
+
+/**
+ * The keys the run rejected first (they keep the run's reason, not scored again), then the
+ * others' good rows from the source (readRunKeys), noting each key's reject in `outcomes`.
+ * `client` is in a READ ONLY transaction.
+ */
+export async function readMissingKeys(
+  client: PoolClient,
+  run: PinnedRun,
+  keys: readonly string[],
+  outcomes: Map<string, KeyOutcome>,
+): Promise<Pick<KeyRows, 'keys' | 'features'>> {
+  if (run.rejected) {
+    for (const [k, reason] of await rejectReasons(client, run.runId, keys)) outcomes.set(k, { rejected: reason });
+  }
+  const wanted = outcomes.size > 0 ? keys.filter((k) => !outcomes.has(k)) : keys;
+  if (wanted.length === 0) return { keys: [], features: new Float32Array(0) };
+  return readRunKeys(client, run, wanted, outcomes);
 }
 
 /** One inference call for the rows read; each key's outcome goes into `outcomes`. */

@@ -16,6 +16,7 @@ function id(runId: string): bigint {
   return BigInt(runId);
 }
 
+/** The delta, created and read by this one name: pg_temp, so no table on the search path can stand in for it. */
 const DELTA = 'pg_temp.prescore_delta';
 
 /** The published run an incremental run of (job, date) starts from: the serving run of the newest date <= date. */
@@ -180,7 +181,7 @@ export async function deltaSince(
     `SELECT ${select.key}::text COLLATE "C" AS key, false AS gone
        FROM ${select.from} WHERE ${select.where} AND ${select.key} IS NOT NULL AND ${cond}`;
   await db.query(
-    `CREATE TEMP TABLE prescore_delta ON COMMIT DROP AS
+    `CREATE TEMP TABLE ${DELTA} ON COMMIT DROP AS
        ${stamped(`${select.column} >= ${from}`)} UNION ALL ${stamped(`${select.column} IS NULL`)}`,
   );
   await db.query(`ANALYZE ${DELTA}`);
@@ -208,7 +209,7 @@ export async function deltaSince(
 /** hash: the delta of this run's row hashes against the base run's keys and hashes. */
 export async function deltaHashes(db: Queryable, runId: string, base: BaseRun<unknown>): Promise<void> {
   await db.query(
-    `CREATE TEMP TABLE prescore_delta ON COMMIT DROP AS
+    `CREATE TEMP TABLE ${DELTA} ON COMMIT DROP AS
        SELECT coalesce(n.key, p.key) AS key, n.key IS NULL AS gone
          FROM ${hashesTable(runId)} n
          FULL JOIN (SELECT o.key, h.hash FROM (${runKeys(ref(base))}) o LEFT JOIN ${hashesTable(base.id)} h ON h.key = o.key) p

@@ -53,12 +53,8 @@ export async function lockServedRun(db: Queryable, runId: string): Promise<boole
 
 /** Whether a key of a run needs no scoring: it has a late row that is not a stale absence. */
 export async function lateDone(db: Queryable, runId: string, key: string): Promise<boolean> {
-  const { rowCount } = await db.query(
-    `SELECT 1 FROM prescore.late_predictions WHERE run_id = $1::bigint AND key = $2
-        AND NOT (absent AND scored_at < now() - make_interval(secs => $3))`,
-    [runId, key, ABSENT_RECHECK_SECONDS],
-  );
-  return (rowCount ?? 0) > 0;
+  const row = (await lateRows(db, runId, [key])).get(key);
+  return row !== undefined && !row.stale;
 }
 
 export interface LateResult {

@@ -54,7 +54,8 @@ export async function addRunModelCounts(
   );
 }
 
-export async function listRunModels(db: Queryable, runId: string): Promise<RunModel[]> {
+/** A run's models by slot; `queryTimeoutMs` bounds the query (the read API's lookup timeout). */
+export async function listRunModels(db: Queryable, runId: string, queryTimeoutMs?: number): Promise<RunModel[]> {
   const { rows } = await db.query<{
     slot: number;
     ref: string;
@@ -63,11 +64,12 @@ export async function listRunModels(db: Queryable, runId: string): Promise<RunMo
     model_sha256: string;
     rows_written: string;
     rows_rejected: string;
-  }>(
-    `SELECT slot, ref, model_name, model_version, model_sha256, rows_written, rows_rejected
-       FROM prescore.run_models WHERE run_id = $1::bigint ORDER BY slot`,
-    [runId],
-  );
+  }>({
+    text: `SELECT slot, ref, model_name, model_version, model_sha256, rows_written, rows_rejected
+             FROM prescore.run_models WHERE run_id = $1::bigint ORDER BY slot`,
+    values: [runId],
+    ...(queryTimeoutMs !== undefined ? { query_timeout: queryTimeoutMs } : {}),
+  });
   return rows.map((r) => ({
     slot: r.slot,
     ref: r.ref,

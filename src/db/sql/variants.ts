@@ -21,13 +21,6 @@ export const CHALLENGER_REJECTS = {
   rowMode: 'array',
 } as const;
 
-/** The champion's and the challengers' models of a run, by slot (migrations/007_challengers.sql). */
-export const RUN_SLOTS = {
-  name: 'prescore_api_run_slots',
-  text: 'SELECT slot, ref, model_name, model_version FROM prescore.run_models WHERE run_id = $1::bigint ORDER BY slot',
-  rowMode: 'array',
-} as const;
-
 /**
  * The bucket of (job, key) in SQL, as src/serving/split.ts bucketOf computes it: the first 4
  * bytes of sha256(job || '\n' || key) as an unsigned big-endian integer, mod 100. `$job` and
