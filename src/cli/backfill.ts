@@ -1,18 +1,10 @@
 import type { Command } from 'commander';
 import type { RunInfo } from '../db/sql/run-info.js';
 import { latestRunsBetween } from '../db/sql/runs.js';
-import { resolveJob } from '../definitions/check.js';
-import { loadJob } from '../definitions/load.js';
 import { InputError, RunError, errorMessage } from '../errors.js';
-import { InferencePool } from '../inference/pool.js';
-import { backfillDates, backfillPlan, publishedSet, startDate } from '../runs/backfill.js';
-import { followRun } from '../runs/control.js';
-import { executeLocally } from '../runs/local.js';
 import { formatCount, printTable, withContext } from './context.js';
-import { failRunsOnSignal, type LocalRuns } from './interrupt.js';
+import type { LocalRuns } from './interrupt.js';
 import { integer } from './options.js';
-import { ProgressBoard } from './progress.js';
-import { withEnqueuer } from './queueing.js';
 
 type Outcome = { date: string; status: string; runId?: string; error?: string };
 
@@ -51,6 +43,8 @@ export function backfillCommand(program: Command): void {
           waitForWorkers?: boolean;
         },
       ) => {
+        const { backfillDates, backfillPlan, publishedSet, startDate } = await import('../runs/backfill.js');
+        const { loadJob } = await import('../definitions/load.js');
         const dates = backfillDates(opts.from, opts.to);
         await withContext(async ({ config, db, log, notifications }) => {
           if (opts.status) {
@@ -74,6 +68,7 @@ export function backfillCommand(program: Command): void {
             process.stdout.write(`${name} ${opts.from}..${opts.to}: ${[...counts].map(([k, n]) => `${n} ${k}`).join(', ')}\n`);
             return;
           }
+          const { resolveJob } = await import('../definitions/check.js');
           const job = await resolveJob(db.pool, loadJob(config.jobsDir, name));
           const options = { force: Boolean(opts.force), full: Boolean(opts.full), published: await publishedSet(db.pool, name) };
           if (opts.dryRun) {
@@ -85,11 +80,14 @@ export function backfillCommand(program: Command): void {
             return;
           }
 
+          const { ProgressBoard } = await import('./progress.js');
+          const { followRun } = await import('../runs/control.js');
           const board = new ProgressBoard();
           const overall = board.dates(`${name} all dates  `, dates.length);
           const outcomes = new Map<string, Outcome>();
           const pending = [...dates];
-          const inference = opts.local ? new InferencePool(config.inferenceThreads) : null;
+          // Inference in this process (--local) or the queue: only that mode's modules are loaded.
+          const inference = opts.local ? new (await import('../inference/pool.js')).InferencePool(config.inferenceThreads) : null;
           let totalRows = 0;
           // With --local, the runs this process executes: Ctrl-C marks them failed.
           let localRuns: LocalRuns | undefined;
@@ -116,6 +114,7 @@ export function backfillCommand(program: Command): void {
               } else {
                 localRuns?.add(id);
                 try {
+                  const { executeLocally } = await import('../runs/local.js');
                   run = await executeLocally(db.pool, inference!, log, id, {
                     concurrency: config.chunkConcurrency,
                     onProgress: (p) => bar.update(p),
@@ -145,12 +144,16 @@ export function backfillCommand(program: Command): void {
             await Promise.all(Array.from({ length: Math.min(opts.concurrency, dates.length) }, lane));
           };
           try {
-            if (opts.local)
+            if (opts.local) {
+              const { failRunsOnSignal } = await import('./interrupt.js');
               await failRunsOnSignal(db.url, log, (runs) => {
                 localRuns = runs;
                 return lanes(null);
               });
-            else await withEnqueuer(config, db, (enqueue) => lanes(enqueue), { waitForWorkers: Boolean(opts.waitForWorkers) });
+            } else {
+              const { withEnqueuer } = await import('./queueing.js');
+              await withEnqueuer(config, db, (enqueue) => lanes(enqueue), { waitForWorkers: Boolean(opts.waitForWorkers) });
+            }
           } finally {
             board.stop();
             await inference?.close();

@@ -1,7 +1,7 @@
-import { resolveConfig, type Config } from '../config.js';
-import { openDatabase, type Database } from '../db/database.js';
-import { createLogger, type Logger } from '../log.js';
-import { Dispatcher } from '../notify/dispatcher.js';
+import type { Config } from '../config.js';
+import type { Database } from '../db/database.js';
+import type { Logger } from '../log.js';
+import type { Dispatcher } from '../notify/dispatcher.js';
 
 export interface Context {
   config: Config;
@@ -11,11 +11,20 @@ export interface Context {
   notifications: Dispatcher;
 }
 
-/** Opens config, logger and database for one command and always closes them. */
+/**
+ * Opens config, logger and database for one command and always closes them. Their modules are
+ * loaded here, not on import: `prescore --help` and `--version` load none of them.
+ */
 export async function withContext<T>(
   fn: (ctx: Context) => Promise<T>,
   options: { migrate?: boolean; dispatch?: boolean } = {},
 ): Promise<T> {
+  const [{ resolveConfig }, { openDatabase }, { createLogger }, { Dispatcher }] = await Promise.all([
+    import('../config.js'),
+    import('../db/database.js'),
+    import('../log.js'),
+    import('../notify/dispatcher.js'),
+  ]);
   const config = resolveConfig();
   const log = createLogger(config.logLevel);
   const db = await openDatabase(config, log, options);

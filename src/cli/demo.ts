@@ -1,14 +1,6 @@
 import type { Command } from 'commander';
 import type { Pool } from '../db/pool.js';
-import { IRIS_FEATURES, IRIS_JOB, irisRows, softmaxToOnnx, trainSoftmax } from '../demo/iris.js';
-import { parseJobFile } from '../definitions/load.js';
-import { InferencePool } from '../inference/pool.js';
-import { registerModel } from '../models/registry.js';
-import { runLocally } from '../runs/local.js';
-import { buildApi } from '../api/server.js';
-import { silentLogger } from '../log.js';
 import { withContext } from './context.js';
-import { progressBar } from './progress.js';
 import { localDate } from '../dates.js';
 import { summary } from './run.js';
 
@@ -23,6 +15,12 @@ export function demoCommand(program: Command): void {
     .command('demo')
     .description('seed demo data, train + register a model, run the demo job end to end, print predictions')
     .action(async () => {
+      const { IRIS_FEATURES, IRIS_JOB, irisRows, softmaxToOnnx, trainSoftmax } = await import('../demo/iris.js');
+      const { parseJobFile } = await import('../definitions/load.js');
+      const { registerModel } = await import('../models/registry.js');
+      const { InferencePool } = await import('../inference/pool.js');
+      const { runLocally } = await import('../runs/local.js');
+      const { progressBar } = await import('./progress.js');
       await withContext(async ({ config, db, log }) => {
         const out = (s: string) => process.stdout.write(s + '\n');
         const job = parseJobFile(`${IRIS_JOB.name}.json`, JSON.stringify(IRIS_JOB));
@@ -99,6 +97,8 @@ interface Answer {
 
 /** Asks the read API itself (in this process, no port opened) for some keys of the demo job. */
 async function readThroughApi(pool: Pool, keys: string[]): Promise<Answer[]> {
+  const { buildApi } = await import('../api/server.js');
+  const { silentLogger } = await import('../log.js');
   const api = await buildApi(pool, silentLogger, { auth: 'none' });
   try {
     const answers: Answer[] = [];

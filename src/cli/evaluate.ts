@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { checkDate } from '../dates.js';
-import { loadJob } from '../definitions/load.js';
-import { evaluate, type Evaluation } from '../outcomes/evaluate.js';
+import type { Evaluation } from '../outcomes/evaluate.js';
 import { formatCount, printJson, printTable, withContext } from './context.js';
 
 /** `prescore evaluate <job> --from D --to D`: the served predictions against observed outcomes. */
@@ -19,6 +18,8 @@ export function evaluateCommand(program: Command): void {
     .action(async (name: string, opts: { from: string; to: string; json?: boolean }) => {
       const from = checkDate(opts.from, '--from');
       const to = checkDate(opts.to, '--to');
+      const { loadJob } = await import('../definitions/load.js');
+      const { evaluate } = await import('../outcomes/evaluate.js');
       await withContext(async ({ config, db }) => {
         const job = loadJob(config.jobsDir, name);
         const e = await evaluate(db.pool, { name, spec: job.spec }, { from, to });

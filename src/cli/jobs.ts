@@ -1,15 +1,13 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { InputError, ValidationError, errorMessage } from '../errors.js';
-import { resolveJob, type ResolvedJob } from '../definitions/check.js';
-import { listJobFiles, loadJob, parseJobFile, type JobFile } from '../definitions/load.js';
+import type { ResolvedJob } from '../definitions/check.js';
+import type { JobFile } from '../definitions/load.js';
 import type { Pool } from '../db/pool.js';
-import { checkOutcomes } from '../outcomes/source.js';
 import fs from 'node:fs';
 import { localTime } from '../dates.js';
 import { scheduleStates, setPaused } from '../db/sql/schedules.js';
 import { newestPublishedDates } from '../db/sql/serving.js';
-import { nextFire } from '../scheduler/calendar.js';
 import { printJson, printTable, withContext } from './context.js';
 
 export function jobsCommands(program: Command): void {
@@ -19,6 +17,8 @@ export function jobsCommands(program: Command): void {
     .description('the jobs in PRESCORE_JOBS_DIR: schedule, next fire, paused, newest published date')
     .option('--json', 'machine-readable output')
     .action(async (opts: { json?: boolean }) => {
+      const { listJobFiles, parseJobFile } = await import('../definitions/load.js');
+      const { nextFire } = await import('../scheduler/calendar.js');
       await withContext(async ({ config, db }) => {
         const now = new Date();
         const files = listJobFiles(config.jobsDir).map((file) => {
@@ -73,6 +73,8 @@ export function jobsCommands(program: Command): void {
           : 'let the schedulers fire a paused job again (the paused dates are back-filled only with schedule.catchUp: true)',
       )
       .action(async (name: string) => {
+        const { loadJob } = await import('../definitions/load.js');
+        const { nextFire } = await import('../scheduler/calendar.js');
         await withContext(async ({ config, db }) => {
           const { spec } = loadJob(config.jobsDir, name);
           if (!spec.schedule)
@@ -99,6 +101,8 @@ export function jobsCommands(program: Command): void {
     .command('validate [name]')
     .description('check jobs against the live catalog and their models (all problems at once)')
     .action(async (name: string | undefined) => {
+      const { listJobFiles, loadJob, parseJobFile } = await import('../definitions/load.js');
+      const { resolveJob } = await import('../definitions/check.js');
       await withContext(async ({ config, db }) => {
         const files = name ? [path.join(config.jobsDir, `${name}.json`)] : listJobFiles(config.jobsDir);
         if (files.length === 0) throw new InputError(`no job files in ${config.jobsDir}`);
@@ -127,6 +131,7 @@ export function jobsCommands(program: Command): void {
 async function withOutcomes(pool: Pool, job: JobFile, resolve: () => Promise<ResolvedJob>): Promise<ResolvedJob> {
   let resolved: ResolvedJob | undefined;
   let problems: string[] = [];
+  const { checkOutcomes } = await import('../outcomes/source.js');
   try {
     resolved = await resolve();
   } catch (err) {

@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
 import { InputError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import { roleMetrics, type RoleMetrics } from '../metrics/role.js';
-import { serveMetrics } from '../metrics/server.js';
+import type { RoleMetrics } from '../metrics/role.js';
 import type { QueueBackend } from '../queue/connection.js';
 import { integer } from './options.js';
 
@@ -34,6 +33,8 @@ export async function startMetrics(
   log: Logger,
 ): Promise<{ metrics: RoleMetrics | undefined; close(): Promise<void> }> {
   if (flags.metricsPort === undefined) return { metrics: undefined, close: async () => undefined };
+  const { roleMetrics } = await import('../metrics/role.js');
+  const { serveMetrics } = await import('../metrics/server.js');
   const metrics = roleMetrics(role, databaseUrl, backend, log);
   try {
     const server = await serveMetrics(metrics.registry, flags.metricsHost, flags.metricsPort, log).catch((err: unknown) => {

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import type { Command } from 'commander';
 import { InputError } from '../errors.js';
-import { listModels, promoteModel, registerModel, resolveModel, type ModelVersion } from '../models/registry.js';
+import type { ModelVersion } from '../models/registry.js';
 import { printJson, printTable, withContext } from './context.js';
 
 function positiveInt(value: string, flag: string): number {
@@ -20,6 +20,7 @@ export function modelsCommands(program: Command): void {
       if (!fs.existsSync(file)) throw new InputError(`model file ${file} does not exist`);
       const bytes = fs.readFileSync(file);
       const version = opts.version === undefined ? undefined : positiveInt(opts.version, '--version');
+      const { registerModel } = await import('../models/registry.js');
       await withContext(async ({ db }) => {
         const r = await registerModel(db.pool, { name, bytes, file, version, alias: opts.alias });
         const io = `inputs ${r.signature.inputs.map((i) => `${i.name}:${i.type}[${i.shape.map((d) => d ?? '?').join(',')}]`).join(' ')}; outputs ${r.signature.outputs.map((o) => `${o.name}:${o.type}`).join(' ')}`;
@@ -36,6 +37,7 @@ export function modelsCommands(program: Command): void {
     .description('model versions with their aliases')
     .option('--json', 'machine-readable output')
     .action(async (name: string | undefined, opts: { json?: boolean }) => {
+      const { listModels } = await import('../models/registry.js');
       await withContext(async ({ db }) => {
         const list = await listModels(db.pool, name);
         if (opts.json) return printJson(list);
@@ -59,6 +61,7 @@ export function modelsCommands(program: Command): void {
     .description('one model version (name@version or name@alias): signature, aliases, rewrite')
     .option('--json', 'machine-readable output')
     .action(async (ref: string, opts: { json?: boolean }) => {
+      const { listModels, resolveModel } = await import('../models/registry.js');
       await withContext(async ({ db }) => {
         const pinned = await resolveModel(db.pool, ref);
         const m = (await listModels(db.pool, pinned.name)).find((v) => v.version === pinned.version)!;
@@ -72,6 +75,7 @@ export function modelsCommands(program: Command): void {
     .requiredOption('--alias <alias>', 'the alias to move, e.g. champion')
     .action(async (name: string, version: string, opts: { alias: string }) => {
       const v = positiveInt(version, 'version');
+      const { promoteModel } = await import('../models/registry.js');
       await withContext(async ({ db }) => {
         await promoteModel(db.pool, name, v, opts.alias);
         process.stdout.write(`${name}@${opts.alias} -> v${v}\n`);

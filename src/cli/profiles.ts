@@ -1,12 +1,9 @@
 import type { Command } from 'commander';
 import { deleteNamedProfile, listNamedProfiles, namedProfile, saveNamedProfile } from '../db/sql/profiles.js';
-import { resolveJob } from '../definitions/check.js';
-import { loadJob } from '../definitions/load.js';
 import { InputError } from '../errors.js';
 import { checkName } from '../names.js';
 import { mean, nullRate, stddev, type ColumnProfile } from '../profile/profile.js';
 import { round } from '../profile/gates.js';
-import { profileTrainingData } from '../profile/training.js';
 import { formatCount, printJson, printTable, withContext } from './context.js';
 
 const num = (v: number | null) => (v === null ? '-' : round(v));
@@ -24,6 +21,9 @@ export function profilesCommands(program: Command): void {
     .option('--query <sql>', 'or a SELECT returning those feature columns (one statement, run read-only)')
     .action(async (name: string, opts: { job: string; table?: string; query?: string; date?: string }) => {
       checkName(name, 'profile name');
+      const { loadJob } = await import('../definitions/load.js');
+      const { resolveJob } = await import('../definitions/check.js');
+      const { profileTrainingData } = await import('../profile/training.js');
       await withContext(async ({ config, db }) => {
         const job = await resolveJob(db.pool, loadJob(config.jobsDir, opts.job));
         const p = await profileTrainingData(db.pool, job, opts);

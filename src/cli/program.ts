@@ -1,5 +1,4 @@
 import { Command } from 'commander';
-import { migrate } from '../db/migrate.js';
 import { demoCommand } from './demo.js';
 import { exportCommand } from './export.js';
 import { jobsCommands } from './jobs.js';
@@ -26,6 +25,8 @@ Environment:
 /**
  * The whole command line: every command, its options and help. Built apart from main.ts (which
  * parses process.argv and sets the exit code) so tests can walk the commands in-process.
+ * Building it loads no package but commander: each action imports what it runs when it runs,
+ * so `--help` and `--version` answer at once and a command loads only its own code.
  */
 export function buildProgram(): Command {
   const program = new Command('prescore')
@@ -44,6 +45,7 @@ export function buildProgram(): Command {
     .command('migrate')
     .description('create or upgrade the prescore schema (safe to run twice or concurrently)')
     .action(async () => {
+      const { migrate } = await import('../db/migrate.js');
       await withContext(
         async ({ db, log }) => {
           const applied = await migrate(db.pool, log);

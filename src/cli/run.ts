@@ -1,17 +1,7 @@
 import type { Command } from 'commander';
-import { loadJob } from '../definitions/load.js';
-import { InferencePool } from '../inference/pool.js';
 import { ActiveRunError, NoRowsError, RunError } from '../errors.js';
-import { sampleRun } from '../runs/sample.js';
-import { resolveJob } from '../definitions/check.js';
-import { followRun } from '../runs/control.js';
-import { runLocally } from '../runs/local.js';
-import { planRun } from '../runs/plan.js';
 import { checkDate, localDate } from '../dates.js';
-import { withEnqueuer } from './queueing.js';
 import { formatCount, printJson, printTable, withContext } from './context.js';
-import { progressBar } from './progress.js';
-import { failRunsOnSignal } from './interrupt.js';
 import { integer } from './options.js';
 import type { RunInfo } from '../db/sql/run-info.js';
 
@@ -78,9 +68,12 @@ export function runCommand(program: Command): void {
       ) => {
         await withContext(
           async ({ config, db, log, notifications }) => {
+            const { loadJob } = await import('../definitions/load.js');
+            const { resolveJob } = await import('../definitions/check.js');
             const job = loadJob(config.jobsDir, name);
             const date = checkDate(opts.date ?? localDate(new Date(), job.spec.schedule?.timezone ?? 'UTC'));
             if (opts.sample !== undefined) {
+              const { sampleRun } = await import('../runs/sample.js');
               const resolved = await resolveJob(db.pool, job);
               const rows = await sampleRun(db.pool, resolved, date, opts.sample);
               if (opts.json) return printJson(rows);
@@ -102,7 +95,11 @@ export function runCommand(program: Command): void {
               );
               return;
             }
+            const { progressBar } = await import('./progress.js');
             if (opts.queue) {
+              const { withEnqueuer } = await import('./queueing.js');
+              const { planRun } = await import('../runs/plan.js');
+              const { followRun } = await import('../runs/control.js');
               const runId = await withEnqueuer(
                 config,
                 db,
@@ -132,6 +129,9 @@ export function runCommand(program: Command): void {
               report(run, opts.json);
               return;
             }
+            const { InferencePool } = await import('../inference/pool.js');
+            const { runLocally } = await import('../runs/local.js');
+            const { failRunsOnSignal } = await import('./interrupt.js');
             const concurrency = opts.concurrency ?? config.chunkConcurrency;
             const inference = new InferencePool(config.inferenceThreads);
             const bar = progressBar(`${name} ${date}`);

@@ -2,13 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { InputError, RunError } from '../errors.js';
-import { cancelRun, followRun, retryRun } from '../runs/control.js';
-import { executeLocally } from '../runs/local.js';
 import { runPlan } from '../db/sql/runs.js';
 import { getRun, listRuns } from '../db/sql/run-info.js';
-import { InferencePool } from '../inference/pool.js';
-import { progressBar } from './progress.js';
-import { withEnqueuer } from './queueing.js';
 import { summary } from './run.js';
 import { formatCount, printJson, printTable, withContext } from './context.js';
 import { loadReport } from '../db/sql/profiles.js';
@@ -17,12 +12,9 @@ import { listRunModels } from '../db/sql/run-models.js';
 import { compareRun, type Comparison } from '../db/sql/compare.js';
 import type { DriftReport } from '../profile/drift.js';
 import type { Breach } from '../profile/gates.js';
-import { approveRun, rejectRun, reviewer } from '../runs/review.js';
 import { renderReport } from './report.js';
-import { failRunsOnSignal } from './interrupt.js';
 import { integer, runId } from './options.js';
 import { servingRunIds } from '../db/sql/serving.js';
-import { rollbackServing } from '../sink/rollback.js';
 import { listRollbacks } from '../db/sql/rollbacks.js';
 import { checkDate } from '../dates.js';
 import { checkName } from '../names.js';
@@ -146,6 +138,8 @@ export function runsCommands(program: Command): void {
     .description('re-run the chunks of a failed run that are not done, then publish it')
     .option('--no-wait', 'queue runs: return once re-enqueued')
     .action(async (id: string, opts: { wait: boolean }) => {
+      const { followRun, retryRun } = await import('../runs/control.js');
+      const { progressBar } = await import('./progress.js');
       await withContext(async ({ config, db, log, notifications }) => {
         await retryRun(db.pool, id); // refuses a run that does not exist or did not fail
         notifications.track(id);
@@ -153,10 +147,14 @@ export function runsCommands(program: Command): void {
         const bar = progressBar(`run ${id}`);
         let run;
         if (mode === 'queue') {
+          const { withEnqueuer } = await import('./queueing.js');
           await withEnqueuer(config, db, (enqueue) => enqueue(id));
           if (!opts.wait) return void process.stdout.write(`run ${id} re-queued\n`);
           run = await followRun(db.pool, id, (r) => bar.update(r));
         } else {
+          const { InferencePool } = await import('../inference/pool.js');
+          const { executeLocally } = await import('../runs/local.js');
+          const { failRunsOnSignal } = await import('./interrupt.js');
           const inference = new InferencePool(config.inferenceThreads);
           try {
             run = await failRunsOnSignal(db.url, log, (local) => {
@@ -180,6 +178,7 @@ export function runsCommands(program: Command): void {
     .argument('<id>', 'run id', runId)
     .description('stop a run without publishing it (the previous run keeps serving)')
     .action(async (id: string) => {
+      const { cancelRun } = await import('../runs/control.js');
       await withContext(async ({ db, log }) => {
         const run = await cancelRun(db.pool, id, log);
         process.stdout.write(`run ${run.id} cancelled: ${run.job} ${run.date}\n`);
@@ -203,6 +202,8 @@ export function runsCommands(program: Command): void {
     .action(async (job: string, opts: { date?: string; to?: string; by?: string; reason?: string; json?: boolean }) => {
       checkName(job, 'job');
       if (opts.date !== undefined) checkDate(opts.date, '--date');
+      const { rollbackServing } = await import('../sink/rollback.js');
+      const { reviewer } = await import('../runs/review.js');
       await withContext(async ({ db }) => {
         const r = await rollbackServing(db.pool, {
           job,
@@ -265,6 +266,7 @@ export function runsCommands(program: Command): void {
     .requiredOption('--reason <text>', 'why the drift is acceptable')
     .option('--by <name>', 'who approves (default: the operating-system user)')
     .action(async (id: string, opts: { reason: string; by?: string }) => {
+      const { approveRun, reviewer } = await import('../runs/review.js');
       await withContext(async ({ db, log, notifications }) => {
         notifications.track(id);
         const run = await approveRun(db.pool, id, { by: reviewer(opts.by), reason: opts.reason }, log);
@@ -278,6 +280,7 @@ export function runsCommands(program: Command): void {
     .option('--reason <text>', 'why')
     .option('--by <name>', 'who rejects (default: the operating-system user)')
     .action(async (id: string, opts: { reason?: string; by?: string }) => {
+      const { rejectRun, reviewer } = await import('../runs/review.js');
       await withContext(async ({ db, log }) => {
         const run = await rejectRun(db.pool, id, { by: reviewer(opts.by), reason: opts.reason ?? null }, log);
         process.stdout.write(`run ${run.id} rejected: ${run.job} ${run.date}\n`);

@@ -1,6 +1,4 @@
 import type { Command } from 'commander';
-import { queueBackend } from '../queue/connection.js';
-import { startScheduler } from '../scheduler/scheduler.js';
 import { withContext } from './context.js';
 import { metricsOptions, startMetrics, type MetricsFlags } from './metrics.js';
 import { untilSignal } from './service.js';
@@ -10,6 +8,8 @@ export function schedulerCommand(program: Command): void {
     .command('scheduler')
     .description("fire each job's cron in its time zone and catch up missed dates (any number of replicas)");
   metricsOptions(command).action(async (opts: MetricsFlags) => {
+    const { queueBackend } = await import('../queue/connection.js');
+    const { startScheduler } = await import('../scheduler/scheduler.js');
     await withContext(
       async ({ config, db, log }) => {
         const backend = queueBackend(config, db.url);

@@ -3,17 +3,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import type { AuthMode } from '../api/auth.js';
 import type { JobInfo } from '../api/dashboard.js';
-import { evaluationProvider } from '../outcomes/evaluate.js';
-import { buildApi } from '../api/server.js';
-import { resolveConfig } from '../config.js';
-import { openDatabase } from '../db/database.js';
-import { listJobFiles, parseJobFile } from '../definitions/load.js';
 import { InputError, errorMessage } from '../errors.js';
-import { BundleStore } from '../bundle/read.js';
-import { buildBundleApi } from '../bundle/server.js';
-import { createLogger } from '../log.js';
-import { queueBackend } from '../queue/connection.js';
-import { nextFire } from '../scheduler/calendar.js';
 import { integer } from './options.js';
 import { untilSignal } from './service.js';
 
@@ -23,6 +13,8 @@ const POOL_SIZE = 16;
 
 /** The job files as the dashboard lists them, read afresh on each call, with each schedule's next fire. */
 export async function jobInfos(jobsDir: string, now = new Date()): Promise<JobInfo[]> {
+  const { listJobFiles, parseJobFile } = await import('../definitions/load.js');
+  const { nextFire } = await import('../scheduler/calendar.js');
   return Promise.all(
     listJobFiles(jobsDir).map(async (file): Promise<JobInfo> => {
       try {
@@ -85,6 +77,12 @@ export function serveCommand(program: Command): void {
     .option('--bundle <dir>', 'serve an exported bundle (prescore export --out DIR) instead: no database')
     .action(async (opts: ServeOptions) => {
       if (opts.bundle !== undefined) return serveBundle(opts.bundle, opts);
+      const { resolveConfig } = await import('../config.js');
+      const { createLogger } = await import('../log.js');
+      const { openDatabase } = await import('../db/database.js');
+      const { buildApi } = await import('../api/server.js');
+      const { evaluationProvider } = await import('../outcomes/evaluate.js');
+      const { queueBackend } = await import('../queue/connection.js');
       const { port: listenPort, opsPort } = opts;
       const config = resolveConfig();
       const auth: AuthMode = opts.auth ? config.apiAuth : 'none';
@@ -128,6 +126,10 @@ export function serveCommand(program: Command): void {
 async function serveBundle(dir: string, opts: ServeOptions): Promise<void> {
   if (opts.opsPort !== undefined)
     throw new InputError('--ops-port goes without --bundle: a bundle is served with no tokens, /metrics included');
+  const { resolveConfig } = await import('../config.js');
+  const { createLogger } = await import('../log.js');
+  const { BundleStore } = await import('../bundle/read.js');
+  const { buildBundleApi } = await import('../bundle/server.js');
   const config = resolveConfig();
   const log = createLogger(config.logLevel);
   const bundle = BundleStore.open(dir);

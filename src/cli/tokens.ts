@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { createToken, listTokens, revokeToken } from '../api/tokens.js';
 import { printJson, printTable, withContext } from './context.js';
 
 // No commander default for --job: its help would show `(default: [])` beside the one in the text.
@@ -16,6 +15,7 @@ export function tokensCommands(program: Command): void {
     .option('--name <name>', 'what the token is for, e.g. the client')
     .option('--json', 'machine-readable output')
     .action(async (opts: { job?: string[]; name?: string; json?: boolean }) => {
+      const { createToken } = await import('../api/tokens.js');
       await withContext(async ({ db }) => {
         const { token, info } = await createToken(db.pool, { name: opts.name, jobs: opts.job ?? [] });
         if (opts.json) return printJson({ ...info, token });
@@ -31,6 +31,7 @@ export function tokensCommands(program: Command): void {
     .description('tokens and their scope (never the secrets)')
     .option('--json', 'machine-readable output')
     .action(async (opts: { json?: boolean }) => {
+      const { listTokens } = await import('../api/tokens.js');
       await withContext(async ({ db }) => {
         const list = await listTokens(db.pool);
         if (opts.json) return printJson(list);
@@ -50,6 +51,7 @@ export function tokensCommands(program: Command): void {
     .command('revoke <id>')
     .description('revoke a token: running servers refuse it within a second')
     .action(async (id: string) => {
+      const { revokeToken } = await import('../api/tokens.js');
       await withContext(async ({ db }) => {
         const revoked = await revokeToken(db.pool, id);
         process.stdout.write(revoked ? `revoked token ${id}\n` : `token ${id} was already revoked\n`);

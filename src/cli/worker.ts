@@ -1,6 +1,4 @@
 import type { Command } from 'commander';
-import { queueBackend } from '../queue/connection.js';
-import { startWorker } from '../queue/worker.js';
 import { withContext } from './context.js';
 import { metricsOptions, startMetrics, type MetricsFlags } from './metrics.js';
 import { integer } from './options.js';
@@ -18,6 +16,8 @@ export function workerCommands(program: Command): void {
       integer('--concurrency', 1, 256),
     );
   metricsOptions(command).action(async (opts: { concurrency?: number } & MetricsFlags) => {
+    const { queueBackend } = await import('../queue/connection.js');
+    const { startWorker } = await import('../queue/worker.js');
     await withContext(
       async ({ config, db, log }) => {
         const concurrency = opts.concurrency ?? config.chunkConcurrency;
