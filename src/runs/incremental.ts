@@ -114,6 +114,9 @@ export async function applyIncremental(
     return planned!;
   }
   const challengers = (job.challengers ?? []).length > 0;
+  // Small exact statements (probes per changed key): compiling them costs more than it saves
+  // (measured: 40 ms of the 130 ms that probing 20k keys took).
+  await client.query('SET LOCAL jit = off');
   await lockBase(client, base, challengers);
   if (decision.mode === 'changedSince') {
     const inc = job.spec.incremental as { changedSince: string; lookbackSeconds: number };
