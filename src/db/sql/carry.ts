@@ -1,7 +1,7 @@
 import { escapeLiteral } from 'pg';
 import type { Queryable } from '../pool.js';
 import { runKeys, runPredictions, type RunRef } from './layers.js';
-import { challengerPartitionTable, changedTable, hashesTable, partitionTable } from './partitions.js';
+import { challengerPartitionTable, changedTable, hashesTable, partitionRegclass, partitionTable } from './partitions.js';
 
 /**
  * Incremental runs' tables and statements (runs/incremental.ts). Per run, next to its
@@ -33,7 +33,7 @@ export interface BaseRun<Spec> {
   /** The predictions the run has, read through included (runs.rows_written). */
   rowsWritten: number;
   /** The run holding all its rows that a layer on this run reads through to: the run, or its own base. */
-  root: { id: string; rows: number; predictions: boolean };
+  root: { id: string; rows: number };
 }
 
 export async function findBaseRun<Spec>(db: Queryable, job: string, date: string): Promise<BaseRun<Spec> | undefined> {
@@ -53,11 +53,11 @@ export async function findBaseRun<Spec>(db: Queryable, job: string, date: string
     kept: boolean;
   }>(
     `SELECT r.id::text, s.date::text, r.spec, r.incremental,
-            to_regclass('prescore.predictions_r' || r.id)::text AS p,
+            ${partitionRegclass('r.id')}::text AS p,
             to_regclass('prescore.challenger_predictions_r' || r.id)::text AS c,
             to_regclass('prescore.row_hashes_r' || r.id)::text AS h,
             r.base_run_id::text AS base, r.rows_written AS written, r.dropped_at IS NULL AND o.dropped_at IS NULL AS kept,
-            o.id::text AS root, o.rows_written AS root_rows, to_regclass('prescore.predictions_r' || o.id)::text AS root_p
+            o.id::text AS root, o.rows_written AS root_rows, ${partitionRegclass('o.id')}::text AS root_p
        FROM prescore.serving s JOIN prescore.runs r ON r.id = s.run_id
        JOIN prescore.runs o ON o.id = coalesce(r.base_run_id, r.id)
       WHERE s.job = $1 AND s.date <= $2::date ORDER BY s.date DESC LIMIT 1`,
@@ -75,7 +75,7 @@ export async function findBaseRun<Spec>(db: Queryable, job: string, date: string
     hashes: r.h !== null,
     baseRunId: r.base,
     rowsWritten: Number(r.written),
-    root: { id: r.root, rows: Number(r.root_rows), predictions: r.root_p !== null },
+    root: { id: r.root, rows: Number(r.root_rows) },
   };
 }
 
@@ -104,11 +104,11 @@ export class BaseDroppedError extends Error {
 export async function lockBase(db: Queryable, base: BaseRun<unknown>, challengers: boolean): Promise<void> {
   // The rows first (retention's claimDrop locks a run's row before it decides to drop it), so
   // retention either waits for this plan and sees its layer, or has claimed the run already.
-  const { rows } = await db.query<{ id: string }>(
+  const { rows } = await db.query<{ id: string; dropping: boolean }>(
     `SELECT id::text, dropped_at IS NOT NULL AS dropping FROM prescore.runs WHERE id = ANY ($1::bigint[]) FOR KEY SHARE`,
     [[...new Set([base.id, base.root.id])]],
   );
-  const dropping = (rows as { id: string; dropping: boolean }[]).find((r) => r.dropping);
+  const dropping = rows.find((r) => r.dropping);
   if (dropping) throw new BaseDroppedError(dropping.id);
   await db.query(`LOCK TABLE ${partitionTable(base.id)} IN ACCESS SHARE MODE`);
   if (base.baseRunId) await db.query(`LOCK TABLE ${partitionTable(base.baseRunId)} IN ACCESS SHARE MODE`);
@@ -179,6 +179,7 @@ export async function deltaSince(
     `SELECT ${select.key}::text COLLATE "C" AS key, false AS gone
        FROM ${select.from} WHERE ${select.where} AND ${select.key} IS NOT NULL AND ${cond}`;
   await createDelta(db, base, `${stamped(`${select.column} >= ${from}`)} UNION ALL ${stamped(`${select.column} IS NULL`)}`);
+  // Statistics, so the join with the base run's rejects is planned for the delta's real size.
   await db.query(`ANALYZE ${DELTA}`);
   const { rows } = await db.query<{ source: string; known: string; delta: string; rejects: string; rejected: string }>(
     `SELECT (SELECT count(*) FROM ${select.from} WHERE ${select.where} AND ${select.key} IS NOT NULL) AS source,
@@ -281,23 +282,26 @@ export async function carryOver(
   let readThrough = 0;
   if (options.layer) {
     let own = 0;
+    let masked = 0;
     if (base.baseRunId) {
       const copied = await db.query(
         `INSERT INTO ${partitionTable(runId)} (run_id, key, score, label, outputs)
          SELECT ${n}, p.key, p.score, p.label, p.outputs FROM ${partitionTable(base.id)} p WHERE ${keep('p')}`,
       );
       own = copied.rowCount ?? 0;
-      await db.query(
+      const inherited = await db.query(
         `INSERT INTO prescore.layer_masks (run_id, key) SELECT ${n}, key FROM prescore.layer_masks WHERE run_id = ${id(base.id)}`,
       );
+      masked += inherited.rowCount ?? 0;
     }
-    // The root's keys among the delta (probed when the delta was made), in key order.
-    await db.query(
+    // The root's keys among the delta (probed when the delta was made), in key order; a key
+    // masked already is not inserted again, nor counted.
+    const added = await db.query(
       `INSERT INTO prescore.layer_masks (run_id, key) SELECT ${n}, key FROM ${DELTA} WHERE in_root ORDER BY key
        ON CONFLICT DO NOTHING`,
     );
-    const masked = await db.query<{ n: string }>(`SELECT count(*) AS n FROM prescore.layer_masks WHERE run_id = ${n}`);
-    readThrough = base.root.rows - Number(masked.rows[0]!.n);
+    masked += added.rowCount ?? 0;
+    readThrough = base.root.rows - masked;
     predictions = own + readThrough;
     await db.query(`UPDATE prescore.runs SET base_run_id = ${id(base.root.id)} WHERE id = ${n}`);
   } else {
@@ -323,12 +327,11 @@ export async function carryOver(
     challengerRejects: new Map(),
     readThrough,
   };
-  const baseId = base.id;
   if (!options.challengers) return carried;
   const cp = await db.query<{ slot: number; n: string }>(
     `WITH ins AS (
        INSERT INTO ${challengerPartitionTable(runId)} (run_id, slot, key, score, label, outputs)
-       SELECT ${n}, p.slot, p.key, p.score, p.label, p.outputs FROM ${challengerPartitionTable(baseId)} p WHERE ${keep('p')}
+       SELECT ${n}, p.slot, p.key, p.score, p.label, p.outputs FROM ${challengerPartitionTable(base.id)} p WHERE ${keep('p')}
        RETURNING slot)
      SELECT slot, count(*) AS n FROM ins GROUP BY slot`,
   );
@@ -337,7 +340,7 @@ export async function carryOver(
     `WITH ins AS (
        INSERT INTO prescore.challenger_rejects (run_id, slot, key, reason)
        SELECT ${n}, r.slot, r.key, r.reason FROM prescore.challenger_rejects r
-        WHERE r.run_id = ${id(baseId)} AND r.key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ${DELTA} d WHERE d.key = r.key COLLATE "C")
+        WHERE r.run_id = ${id(base.id)} AND r.key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ${DELTA} d WHERE d.key = r.key COLLATE "C")
        RETURNING slot)
      SELECT slot, count(*) AS n FROM ins GROUP BY slot`,
   );

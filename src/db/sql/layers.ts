@@ -108,26 +108,12 @@ export const LAYER_PAGE_AFTER = { name: 'prescore_api_layer_page_after', text: l
 
 /** How many predictions the run has, read through included (its tables' indexes answer). */
 export async function countRunPredictions(db: Queryable, run: RunRef): Promise<number> {
-  const own = `SELECT count(*) FROM prescore.predictions WHERE run_id = ${runLiteral(run.runId)}`;
-  if (!run.baseRunId) {
-    const { rows } = await db.query<{ n: string }>(`${own.replace('count(*)', 'count(*) AS n')}`);
-    return Number(rows[0]!.n);
-  }
-  const { rows } = await db.query<{ n: string }>(
-    `SELECT (${own}) + (SELECT count(*) FROM prescore.predictions WHERE run_id = ${runLiteral(run.baseRunId)})
-            - (SELECT count(*) FROM prescore.layer_masks WHERE run_id = ${runLiteral(run.runId)}) AS n`,
-  );
+  const count = (from: string, runId: string) => `(SELECT count(*) FROM ${from} WHERE run_id = ${runLiteral(runId)})`;
+  const through = run.baseRunId
+    ? ` + ${count('prescore.predictions', run.baseRunId)} - ${count('prescore.layer_masks', run.runId)}`
+    : '';
+  const { rows } = await db.query<{ n: string }>(`SELECT ${count('prescore.predictions', run.runId)}${through} AS n`);
   return Number(rows[0]!.n);
-}
-
-/** The base of each of these runs that is a layer (absent: the run holds all its rows). */
-export async function runBases(db: Queryable, runIds: readonly string[]): Promise<Map<string, string>> {
-  if (runIds.length === 0) return new Map();
-  const { rows } = await db.query<{ id: string; base: string }>(
-    `SELECT id::text, base_run_id::text AS base FROM prescore.runs WHERE id = ANY ($1::bigint[]) AND base_run_id IS NOT NULL`,
-    [runIds],
-  );
-  return new Map(rows.map((r) => [r.id, r.base]));
 }
 
 /** The run as readers need it (RunRef), from its row. */

@@ -1,4 +1,3 @@
-import type { Queryable } from '../pool.js';
 import { runPredictions, type RunRef } from './layers.js';
 
 /**
@@ -45,11 +44,3 @@ export const PAGE_AFTER = {
   text: 'SELECT key, score, label, outputs FROM prescore.predictions WHERE run_id = $1::bigint AND key > $3 ORDER BY key LIMIT $2',
   rowMode: 'array',
 } as const;
-
-/** How many predictions a run has (its partition's index answers). */
-export async function countPredictions(db: Queryable, runId: string): Promise<number> {
-  const { rows } = await db.query<{ n: string }>('SELECT count(*) AS n FROM prescore.predictions WHERE run_id = $1::bigint', [
-    runId,
-  ]);
-  return Number(rows[0]!.n);
-}

@@ -1,4 +1,5 @@
 import type { Queryable } from '../pool.js';
+import { runLiteral } from './layers.js';
 
 /** `prescore.rejects`: one row per source row that was not scored, with its key and reason. */
 
@@ -76,9 +77,8 @@ export async function rejectReason(db: Queryable, runId: string, key: string): P
 
 /** A run's rejects with a key, one reason per key, in byte order of the key: what a bundle stores. */
 export function bundleRejectsQuery(runId: string): string {
-  if (!/^[1-9][0-9]{0,18}$/.test(runId)) throw new Error(`not a run id: ${runId}`);
   return `SELECT DISTINCT ON (key COLLATE "C") key, reason FROM prescore.rejects
-           WHERE run_id = ${runId} AND key IS NOT NULL ORDER BY key COLLATE "C", reason`;
+           WHERE run_id = ${runLiteral(runId)} AND key IS NOT NULL ORDER BY key COLLATE "C", reason`;
 }
 
 /** Why each of `keys` was rejected by a run, for the keys it rejected (one indexed probe per key). */

@@ -1,6 +1,5 @@
 import type { Queryable } from '../pool.js';
-import { runBases } from './layers.js';
-import { partitionTable } from './partitions.js';
+import { partitionRegclass } from './partitions.js';
 import type { RunStatus } from './runs.js';
 
 /**
@@ -43,19 +42,11 @@ export async function publishedRuns(db: Queryable, job: string, date: string): P
  */
 export async function keptRuns(db: Queryable, runIds: readonly string[]): Promise<Set<string>> {
   if (runIds.length === 0) return new Set();
-  const bases = await runBases(db, runIds);
-  const attached = (tbl: string) => `EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(${tbl}))`;
+  const attached = (id: string) => `EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = ${partitionRegclass(id)})`;
   const { rows } = await db.query<{ id: string }>(
-    `SELECT t.id FROM unnest($1::text[], $2::text[], $3::text[]) AS t (id, tbl, base)
-      WHERE ${attached('t.tbl')} AND (t.base IS NULL OR ${attached('t.base')})`,
-    [
-      runIds,
-      runIds.map((id) => partitionTable(id)),
-      runIds.map((id) => {
-        const base = bases.get(id);
-        return base === undefined ? null : partitionTable(base);
-      }),
-    ],
+    `SELECT r.id::text FROM prescore.runs r
+      WHERE r.id = ANY ($1::bigint[]) AND ${attached('r.id')} AND (r.base_run_id IS NULL OR ${attached('r.base_run_id')})`,
+    [runIds],
   );
   return new Set(rows.map((r) => r.id));
 }
