@@ -433,22 +433,25 @@ export async function buildApi(pool: Pool, log: Logger, options: ApiOptions = {}
       if (memory) await bulkTurn();
       const started = performance.now();
       const found = await answer(first, keys, { asOf, latestBefore }, variant);
-      const out = batchJson(found.pointer, keys, found.rows, found.notComputed, found);
+      // With ?wait= and keys pending, the answer is written once they are stored (below).
+      const waiting = waitMs > 0 && (found.pending?.length ?? 0) > 0;
+      const out = waiting ? undefined : batchJson(found.pointer, keys, found.rows, found.notComputed, found);
       // Counted at what the batch costs the loop in all, parsing its body and writing its
       // answer included, which happen outside this function.
       if (memory) bulkSpent(Math.max(performance.now() - started, keys.length * BULK_KEY_MS));
-      return { ...out, found };
+      return { out, found };
     };
-    let answered = keys.length <= POINT_KEYS ? await work() : await admission.run(keys.length, work);
-    const { pointer, rows, notComputed, pending, notEnqueued } = answered.found;
-    if (waitMs > 0 && pending && pending.length > 0) {
+    const { out, found } = keys.length <= POINT_KEYS ? await work() : await admission.run(keys.length, work);
+    let answered = out;
+    if (!answered) {
       // Enqueue on miss with ?wait=: the pending keys a worker stores meanwhile are answered
       // (outside the admission slot: waiting costs the loop nothing).
-      const settled = await late!.waitMany(pointer.runId, pending, waitMs);
+      const { pointer, rows, notComputed, pending, notEnqueued } = found;
+      const settled = await late!.waitMany(pointer.runId, pending!, waitMs);
       const all = new Map(rows);
       for (const [key, s] of settled) if (s.row) all.set(key, s.row);
-      const still = pending.filter((k) => !settled.has(k));
-      answered = { ...batchJson(pointer, keys, all, notComputed, { pending: still, notEnqueued }), found: answered.found };
+      const still = pending!.filter((k) => !settled.has(k));
+      answered = batchJson(pointer, keys, all, notComputed, { pending: still, notEnqueued });
     }
     const { body, hits, computed, late: lateRows } = answered;
     metrics.hits(job, hits - computed - lateRows);
